@@ -1,0 +1,110 @@
+"""The ``wslbench`` command line (click). Every user mistake ends in one message, not a traceback."""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from wslbench.errors import WslbenchError
+
+
+def friendly_errors(fn):
+    """Turn WslbenchError (and Ctrl-C) into a one-line message and a non-zero exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except WslbenchError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="wslbench")
+def main():
+    """wslbench: weakly supervised pointwise localization benchmark (min-max entropy and baselines)."""
+
+
+@main.command()
+@click.option("--method", "-m", required=True, help="Registered method name (see `wslbench list`).")
+@click.option("--dataset", "-d", default="synthetic", show_default=True, help="Registered data set name.")
+@click.option("--config", "config_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Extra YAML config file(s), applied after experiments/<dataset>/<method>.yaml.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set optim.lr=0.01 or --set erase_depth=0 (repeatable).")
+@click.option("--seed", type=int, default=None, help="Seed of python, numpy, torch and the data loader workers.")
+@click.option("--epochs", type=int, default=None, help="Number of training epochs (overrides the config).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              help="auto = CUDA when available, else CPU.")
+@click.option("--data-root", type=click.Path(), default=None,
+              help="Folder holding the data set in its official layout (default: $WSLBENCH_DATA/<dataset>).")
+@click.option("--out", type=click.Path(file_okay=False), default="results/runs", show_default=True,
+              help="Root of the run folders: the run goes to OUT/<dataset>/<method>/seed<k>/.")
+@click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
+@click.option("--deterministic", is_flag=True, default=None, help="Turn on torch deterministic algorithms.")
+@friendly_errors
+def run(method, dataset, config_files, overrides, seed, epochs, device, data_root, out, resume, deterministic):
+    """Train METHOD on DATASET, then evaluate the best checkpoint on the test set."""
+    from wslbench import config as C
+    from wslbench.registry import dataset_entry, method_entry
+    from wslbench.train import run as run_training
+
+    method_entry(method)  # fail fast with the list of known names
+    dataset_entry(dataset)
+    cfg = C.resolve(
+        method,
+        dataset,
+        config_files=list(config_files),
+        overrides=list(overrides),
+        cli={"seed": seed, "train.epochs": epochs, "train.device": device, "data.root": data_root,
+             "train.deterministic": deterministic},
+    )
+    run_dir = cfg.run_dir(out)
+    click.echo(f"run folder: {run_dir}", err=True)
+    result = run_training(cfg, out=out, resume=resume)
+    _print_result(result, run_dir)
+
+
+def _print_result(result: dict, run_dir: Path) -> None:
+    if not result:
+        return
+    keys = [k for k in ("cls_error", "f1_pos", "f1_neg", "crf_f1_pos", "crf_f1_neg") if k in result]
+    parts = []
+    for k in keys:
+        v = result[k]
+        parts.append(f"{k}={'n/a' if v is None else (f'{v:.2f}%' if k == 'cls_error' else f'{v:.4f}')}")
+    click.echo(f"test: {'  '.join(parts)}  ({result.get('n_images')} images) -> {Path(run_dir) / 'eval.json'}")
+
+
+@main.command(name="list")
+def list_cmd():
+    """List registered methods and data sets, one per line with a short description."""
+    from wslbench.registry import DATASETS, METHODS
+
+    for title, reg in (("methods", METHODS), ("datasets", DATASETS)):
+        click.echo(f"{title}:")
+        for name in reg.names():
+            click.echo(f"  {name:<12} {reg.get(name).description}")
+
+
+@main.command(name="eval")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--crf/--no-crf", default=None, help="Also score dense-CRF refined masks (default: the run's config).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Where to run the model.")
+@click.option("--checkpoint", default="best.pt", show_default=True, help="Checkpoint file inside RUN_DIR.")
+@friendly_errors
+def eval_cmd(run_dir, crf, device, checkpoint):
+    """Evaluate RUN_DIR's best checkpoint on the test set (writes eval.json, per_image.csv, masks/)."""
+    from wslbench.evaluate import evaluate_run
+
+    result = evaluate_run(run_dir, crf=crf, device=device, checkpoint=checkpoint)
+    _print_result(result, Path(run_dir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""Configuration: YAML layers + command-line overrides -> one frozen RunConfig.
+
+Resolution order, later wins:
+  1. built-in defaults (``DEFAULTS`` below)
+  2. ``experiments/<dataset>/dataset.yaml``   (data-set-wide: transforms, CRF parameters)
+  3. ``experiments/<dataset>/<method>.yaml``  (the paper's setup of that method on that data set)
+  4. ``--config FILE`` (any number, in order)
+  5. ``--set key=value`` overrides (dotted keys; a bare key is looked up in the sections)
+  6. explicit CLI options (``--seed``, ``--epochs``, ``--device``, ``--data-root``)
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wslbench.errors import ConfigError
+
+SECTIONS = ("data", "model", "optim", "train", "eval")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD with momentum/Nesterov and step decay of the learning rate with a floor."""
+
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    step_size: int = 40  # epochs between two decays
+    gamma: float = 0.1  # decay factor
+    min_lr: float = 1e-7  # floor of the learning rate
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    patience: int | None = None  # early stopping: epochs without improvement; None = never stop early
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    deterministic: bool = False  # torch.use_deterministic_algorithms(True)
+    amp: bool = True  # bf16 autocast on CUDA (never on CPU)
+    channels_last: bool = True  # on CUDA
+    sync_batchnorm: bool = False  # under torchrun on CUDA
+    progress: bool = True  # tqdm bar per epoch
+    max_steps_per_epoch: int | None = None  # cap for smoke tests
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    method: str
+    dataset: str
+    seed: int = 0
+    tag: str | None = None  # distinguishes ablations of one method in the run folder name
+    data: dict = field(default_factory=dict)  # loader keys + keyword arguments of the data set
+    model: dict = field(default_factory=dict)  # keyword arguments of the method
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.method}+{self.tag}" if self.tag else self.method
+
+    def run_dir(self, out: str | Path = "results/runs") -> Path:
+        return Path(out) / self.dataset / self.run_name / f"seed{self.seed}"
+
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "tag": None,
+    "data": {
+        "root": None,  # default: $WSLBENCH_DATA/<dataset>
+        "batch_size": 16,
+        "eval_batch_size": 1,  # full images of different sizes
+        "num_workers": 0,
+    },
+    "model": {},
+    "optim": asdict(OptimConfig()),
+    "train": asdict(TrainConfig()),
+    "eval": {"threshold": 0.5, "crf": False, "crf_params": {}, "save_masks": True},
+}
+
+#: data keys consumed by the loader, not passed to the data set
+LOADER_KEYS = ("root", "batch_size", "eval_batch_size", "num_workers")
+
+
+def experiments_dir() -> Path:
+    """Where the YAML setups live: $WSLBENCH_EXPERIMENTS, the repository's experiments/, or ./experiments."""
+    env = os.environ.get("WSLBENCH_EXPERIMENTS")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parent.parent / "experiments"
+    if repo.is_dir():
+        return repo
+    return Path.cwd() / "experiments"
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key=value (e.g. optim.lr=0.01)")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def apply_override(cfg: dict, key: str, value: Any) -> None:
+    """Set a dotted key. A bare key that is not top-level is looked up in the sections."""
+    parts = key.split(".")
+    if len(parts) == 1 and key not in cfg:
+        owners = [s for s in SECTIONS if isinstance(cfg.get(s), dict) and key in cfg[s]]
+        if len(owners) == 1:
+            parts = [owners[0], key]
+        elif len(owners) > 1:
+            raise ConfigError(f"override {key!r} is ambiguous: it exists in {', '.join(owners)}; write e.g. {owners[0]}.{key}")
+        else:
+            known = sorted({*cfg} | {f"{s}.{k}" for s in SECTIONS for k in cfg.get(s, {})})
+            close = difflib.get_close_matches(key, known + [k.split('.')[-1] for k in known], n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"unknown config key {key!r}.{hint} Use a dotted key (model.{key}=...) to add a new method option."
+            )
+    node = cfg
+    for p in parts[:-1]:
+        if not isinstance(node.setdefault(p, {}), dict):
+            raise ConfigError(f"override {key!r}: {p!r} is not a section")
+        node = node[p]
+    node[parts[-1]] = value
+
+
+def _typed(cls, section: dict, name: str):
+    names = {f.name for f in fields(cls)}
+    unknown = set(section) - names
+    if unknown:
+        bad = sorted(unknown)[0]
+        close = difflib.get_close_matches(bad, sorted(names), n=1)
+        hint = f" Did you mean {name}.{close[0]}?" if close else ""
+        raise ConfigError(f"unknown key {name}.{bad}.{hint} Known: {', '.join(sorted(names))}")
+    return cls(**section)
+
+
+def resolve(
+    method: str,
+    dataset: str,
+    config_files: list[str | Path] = (),
+    overrides: list[str] = (),
+    cli: dict | None = None,
+    use_experiments: bool = True,
+) -> RunConfig:
+    """Build the RunConfig for (method, dataset) with the layering described in the module doc."""
+    cfg = copy.deepcopy(DEFAULTS)
+    sources = []
+    if use_experiments:
+        exp = experiments_dir() / dataset
+        for path in (exp / "dataset.yaml", exp / f"{method}.yaml"):
+            if path.is_file():
+                cfg = deep_merge(cfg, load_yaml(path))
+                sources.append(str(path))
+    for path in config_files:
+        cfg = deep_merge(cfg, load_yaml(path))
+        sources.append(str(path))
+    for item in overrides:
+        apply_override(cfg, *parse_override(item))
+    for key, value in (cli or {}).items():
+        if value is not None:
+            apply_override(cfg, key, value)
+    cfg["method"], cfg["dataset"] = method, dataset
+    extra = set(cfg) - {"method", "dataset", "seed", "tag", *SECTIONS}
+    if extra:
+        raise ConfigError(f"unknown top-level config key(s): {', '.join(sorted(extra))}")
+    return RunConfig(
+        method=method,
+        dataset=dataset,
+        seed=int(cfg["seed"]),
+        tag=cfg.get("tag"),
+        data=dict(cfg["data"]),
+        model=dict(cfg["model"]),
+        optim=_typed(OptimConfig, cfg["optim"], "optim"),
+        train=_typed(TrainConfig, cfg["train"], "train"),
+        eval=dict(cfg["eval"]),
+    )
+
+
+def from_dict(d: dict) -> RunConfig:
+    """Inverse of RunConfig.to_dict (reads a run directory's config.yaml)."""
+    return RunConfig(
+        method=d["method"],
+        dataset=d["dataset"],
+        seed=int(d.get("seed", 0)),
+        tag=d.get("tag"),
+        data=dict(d.get("data", {})),
+        model=dict(d.get("model", {})),
+        optim=_typed(OptimConfig, d.get("optim", {}), "optim"),
+        train=_typed(TrainConfig, d.get("train", {}), "train"),
+        eval=dict(d.get("eval", {})),
+    )

@@ -1,0 +1,140 @@
+"""The data-set contract every loader implements, and the shared machinery behind it.
+
+A data set plugin subclasses :class:`WSLDataset`, lists its samples as :class:`Record` rows in
+``_records(split)`` and decodes one row in ``_load(record)``. The base class owns everything
+that must be identical across data sets: the decoded-image cache, the joint image/mask
+transforms, normalisation and the sample format the trainer and evaluation read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from wslbench.errors import DataError
+
+SPLITS = ("train", "val", "test")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One sample: an id unique in the data set, its class index and where its pixels live."""
+
+    id: str
+    label: int
+    image: Any = None  # a Path, or anything _load understands
+    mask: Any = None
+
+
+class WSLDataset(Dataset):
+    """Base class. Items are dicts: image (3,H,W float, normalised), mask (H,W uint8 in {0,1}),
+    label (int), id (str), index (int)."""
+
+    class_names: ClassVar[list[str]] = []
+    default_root_name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        split: str = "train",
+        root: str | Path | None = None,
+        augment: bool | None = None,
+        patch_size: int | None = None,
+        hflip: bool = False,
+        vflip: bool = False,
+        rot90: bool = False,
+        color_jitter: dict | None = None,
+        affine: dict | None = None,
+        resize_min_side: int | None = None,
+        mean: tuple = IMAGENET_MEAN,
+        std: tuple = IMAGENET_STD,
+        cache: str | None = "memory",
+        cache_dir: str | Path | None = None,
+        **options: Any,
+    ):
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        self.split = split
+        self.root = Path(root).expanduser() if root is not None else None
+        self.options = options
+        self.augment = (split == "train") if augment is None else augment
+        self.cache_mode = cache
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        from wslbench.data.transforms import build_transform
+
+        self.transform = build_transform(
+            train=self.augment,
+            patch_size=patch_size,
+            hflip=hflip,
+            vflip=vflip,
+            rot90=rot90,
+            color_jitter=color_jitter,
+            affine=affine,
+            resize_min_side=resize_min_side,
+            mean=mean,
+            std=std,
+        )
+        self.records: list[Record] = list(self._records(split))
+        if not self.records:
+            raise DataError(f"{type(self).__name__}: split {split!r} is empty (root: {self.root})")
+
+    # --- to implement -------------------------------------------------------------------
+    def _records(self, split: str) -> list[Record]:
+        raise NotImplementedError
+
+    def _load(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
+        """Return (image uint8 HxWx3, mask bool HxW) for one record; raise DataError naming
+        the file when it cannot be read or the sizes disagree."""
+        raise NotImplementedError
+
+    # --- shared machinery ---------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def labels(self) -> list[int]:
+        return [r.label for r in self.records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decoded (image uint8 HWC, mask bool HW), untransformed; cached when enabled."""
+        if index in self._cache:
+            return self._cache[index]
+        image, mask = self._load(self.records[index])
+        if image.shape[:2] != mask.shape[:2]:
+            rec = self.records[index]
+            raise DataError(
+                f"mask/image size mismatch for {rec.id}: image {image.shape[1]}x{image.shape[0]}, "
+                f"mask {mask.shape[1]}x{mask.shape[0]} ({rec.mask})"
+            )
+        if self.cache_mode == "memory":
+            self._cache[index] = (image, mask)
+        return image, mask
+
+    def __getitem__(self, index: int) -> dict:
+        image, mask = self.raw(index)
+        img_t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        mask_t = torch.from_numpy(np.ascontiguousarray(mask).astype(np.uint8))
+        img_t, mask_t = self.transform(img_t, mask_t)
+        rec = self.records[index]
+        return {"image": img_t, "mask": mask_t, "label": rec.label, "id": rec.id, "index": index}
+
+    @classmethod
+    def check(cls, root: str | Path | None, **options: Any) -> list[str]:
+        """Problems found in the layout under ``root`` (empty list when all is well)."""
+        problems = []
+        for split in SPLITS:
+            try:
+                cls(split=split, root=root, augment=False, cache=None, **options)
+            except DataError as exc:
+                problems.append(str(exc))
+        return problems

@@ -1,0 +1,78 @@
+"""Joint image/mask transforms (torchvision.transforms.v2 with tv_tensors.Mask).
+
+Training draws a random patch, flips, 90-degree rotations and (optionally) colour jitter or an
+affine warp; evaluation only normalises the whole image, never crops. The image and its mask
+always go through the same geometric transform in one call.
+"""
+from __future__ import annotations
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+
+class RandomRot90(torch.nn.Module):
+    """Rotate image and mask together by k*90 degrees, k uniform in {0,1,2,3}: exact, no
+    interpolation, the patch size is kept for square patches."""
+
+    def forward(self, image, mask):
+        k = int(torch.randint(0, 4, (1,)))
+        if k == 0:
+            return image, mask
+        return (
+            tv_tensors.wrap(torch.rot90(image, k, dims=(-2, -1)), like=image),
+            tv_tensors.wrap(torch.rot90(mask, k, dims=(-2, -1)), like=mask),
+        )
+
+
+class JointTransform:
+    """Apply a v2 pipeline to (image uint8 CHW, mask uint8 HW), then normalise the image."""
+
+    def __init__(self, geometric: list, photometric: list, mean, std, rot90: bool):
+        self.geometric = v2.Compose(geometric) if geometric else None
+        self.rot90 = RandomRot90() if rot90 else None
+        self.photometric = v2.Compose(photometric) if photometric else None
+        self.normalize = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor):
+        img = tv_tensors.Image(image)
+        msk = tv_tensors.Mask(mask)
+        if self.geometric is not None:
+            img, msk = self.geometric(img, msk)
+        if self.rot90 is not None:
+            img, msk = self.rot90(img, msk)
+        if self.photometric is not None:
+            img = self.photometric(img)
+        img = self.normalize(img)
+        return img.as_subclass(torch.Tensor), msk.as_subclass(torch.Tensor)
+
+
+def build_transform(
+    train: bool,
+    patch_size: int | None = None,
+    hflip: bool = False,
+    vflip: bool = False,
+    rot90: bool = False,
+    color_jitter: dict | None = None,
+    affine: dict | None = None,
+    resize_min_side: int | None = None,
+    mean=(0.485, 0.456, 0.406),
+    std=(0.229, 0.224, 0.225),
+) -> JointTransform:
+    geometric: list = []
+    photometric: list = []
+    if resize_min_side:
+        # keeps the aspect ratio: the smaller side becomes resize_min_side
+        geometric.append(v2.Resize(resize_min_side, antialias=True))
+    if train:
+        if affine:
+            geometric.append(v2.RandomAffine(**affine))
+        if patch_size:
+            geometric.append(v2.RandomCrop(patch_size, pad_if_needed=True, padding_mode="reflect"))
+        if hflip:
+            geometric.append(v2.RandomHorizontalFlip())
+        if vflip:
+            geometric.append(v2.RandomVerticalFlip())
+        if color_jitter:
+            photometric.append(v2.ColorJitter(**color_jitter))
+    return JointTransform(geometric, photometric, mean, std, rot90=train and rot90)

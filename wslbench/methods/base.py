@@ -1,0 +1,63 @@
+"""The one interface between the trainer/evaluation and any method.
+
+A method is an ``nn.Module`` built from keyword config. The trainer calls
+``training_step(batch)`` and back-propagates the returned ``"loss"``; a method that needs
+more (min-max's recursive erasing accumulates gradients step by step) may call ``backward``
+itself on intermediate losses before returning. Evaluation only ever calls ``predict``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class Prediction:
+    logits: torch.Tensor | None  # (B, C) class scores; None when the method does not classify
+    maps: torch.Tensor  # (B, H, W) localization map in [0, 1] at input resolution
+
+
+class Method(nn.Module):
+    """Base class of every method. Subclasses set the class flags and implement
+    ``forward_logits`` (for the default training step) and ``predict``."""
+
+    #: the method sees pixel masks at training time (only the fully supervised upper bound)
+    uses_pixel_labels: ClassVar[bool] = False
+    #: the method predicts a class (All-ones does not: its error is reported as n/a)
+    classifies: ClassVar[bool] = True
+    #: the method has parameters to train (All-ones has none)
+    trainable: ClassVar[bool] = True
+    #: evaluation may post-process its maps with a dense CRF (Deep MIL's are not probabilities)
+    crf_applicable: ClassVar[bool] = True
+
+    def __init__(self, num_classes: int, **config: Any):
+        super().__init__()
+        self.num_classes = num_classes
+        self.config = dict(config)
+
+    # --- training -------------------------------------------------------------------------
+    def forward_logits(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def training_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Default: cross-entropy of the image-level label. Returns named losses; ``loss`` is
+        the one the trainer back-propagates."""
+        logits = self.forward_logits(batch["image"])
+        loss = F.cross_entropy(logits.float(), batch["label"])
+        return {"loss": loss}
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        # routing the step through forward() keeps wrappers (DDP, hooks) working
+        return self.training_step(batch)
+
+    # --- inference ------------------------------------------------------------------------
+    def predict(self, images: torch.Tensor) -> Prediction:
+        raise NotImplementedError
+
+    def param_groups(self) -> list[dict]:
+        """Parameter groups for the optimiser (override to give heads another lr)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]

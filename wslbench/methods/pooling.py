@@ -1,0 +1,58 @@
+"""Spatial pooling of class maps (B, C, H, W) -> class scores (B, C).
+
+Shared by the CAM baselines, Wildcat and min-max (which uses Wildcat pooling).
+"""
+from __future__ import annotations
+
+
+import torch
+
+
+def avg_pool(maps: torch.Tensor) -> torch.Tensor:
+    """Global average pooling (CAM, Zhou et al. 2016)."""
+    return maps.mean(dim=(2, 3))
+
+
+def max_pool(maps: torch.Tensor) -> torch.Tensor:
+    """Global max pooling (Oquab et al. 2015)."""
+    return maps.amax(dim=(2, 3))
+
+
+def lse_pool(maps: torch.Tensor, r: float = 10.0) -> torch.Tensor:
+    """Log-sum-exp pooling (1/r) log(mean(exp(r s))) (Pinheiro & Collobert 2015), computed
+    stably by factoring out the max. Tends to max as r -> inf and to the mean as r -> 0."""
+    flat = maps.flatten(2)
+    m = flat.amax(dim=2, keepdim=True)
+    return (m.squeeze(2) + torch.log(torch.exp(r * (flat - m)).mean(dim=2)) / r)
+
+
+def _k(k: float | int, n: int) -> int:
+    """kmax/kmin as a fraction of the n locations (0 < k < 1) or a count (k >= 1)."""
+    if k <= 0:
+        return 0
+    if k < 1:
+        return max(1, int(round(k * n)))
+    return min(int(k), n)
+
+
+def wildcat_pool(maps: torch.Tensor, kmax: float = 1, kmin: float | None = None, alpha: float = 1.0) -> torch.Tensor:
+    """Wildcat spatial pooling (Durand et al. 2017): mean of the kmax highest activations plus
+    alpha times the mean of the kmin lowest ones (kmin defaults to kmax)."""
+    flat = maps.flatten(2)
+    n = flat.shape[2]
+    kmax_n = _k(kmax, n)
+    kmin_n = _k(kmax if kmin is None else kmin, n)
+    sorted_, _ = torch.sort(flat, dim=2, descending=True)
+    score = sorted_[..., :kmax_n].mean(dim=2)
+    if kmin_n > 0 and alpha != 0:
+        score = score + alpha * sorted_[..., n - kmin_n :].mean(dim=2)
+    return score
+
+
+def class_wise_pool(maps: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Wildcat's modality averaging: (B, C*M, H, W) -> (B, C, H, W)."""
+    b, cm, h, w = maps.shape
+    return maps.view(b, num_classes, cm // num_classes, h, w).mean(dim=2)
+
+
+__all__ = ["avg_pool", "max_pool", "lse_pool", "wildcat_pool", "class_wise_pool"]

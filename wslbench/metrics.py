@@ -1,0 +1,43 @@
+"""Localization and classification metrics: the public API others can call on their own masks.
+
+Dice = 2|P ∩ T| / (|P| + |T|); F1+ is the Dice of the foreground, F1- the Dice of the
+background (complements). Two empty masks agree perfectly: Dice 1.0.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _as_bool(a) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    a = np.asarray(a)
+    return a.astype(bool) if a.dtype != bool else a
+
+
+def dice(pred, target) -> float:
+    """Dice of two boolean arrays (numpy or torch, any shape); 1.0 when both are empty."""
+    p, t = _as_bool(pred), _as_bool(target)
+    if p.shape != t.shape:
+        raise ValueError(f"dice: shapes differ {p.shape} vs {t.shape}")
+    inter = np.count_nonzero(p & t)
+    total = np.count_nonzero(p) + np.count_nonzero(t)
+    return 1.0 if total == 0 else 2.0 * inter / total
+
+
+def f1_pos_neg(pred, target) -> tuple[float, float]:
+    """(F1+, F1-): Dice of the foreground and Dice of the background."""
+    p, t = _as_bool(pred), _as_bool(target)
+    return dice(p, t), dice(~p, ~t)
+
+
+def classification_error(pred_labels, true_labels) -> float:
+    """Classification error in percent."""
+    p = np.asarray(pred_labels).reshape(-1)
+    t = np.asarray(true_labels).reshape(-1)
+    if p.shape != t.shape:
+        raise ValueError(f"classification_error: {p.shape} predictions for {t.shape} labels")
+    if t.size == 0:
+        raise ValueError("classification_error: empty set")
+    return 100.0 * float(np.mean(p != t))

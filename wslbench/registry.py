@@ -1,0 +1,129 @@
+"""Plugin registry for methods and data sets, in the spirit of timm's register/create/list.
+
+Built-ins, the top-level ``baselines`` package and third-party packages all register through
+the same Python entry-point groups (``wslbench.methods``, ``wslbench.datasets``): an entry
+point ``name = package.module:Object`` makes ``Object`` available as ``name``. Modules may also
+use the ``register_method`` / ``register_dataset`` decorators directly.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+from wslbench.errors import WslbenchError
+
+METHOD_GROUP = "wslbench.methods"
+DATASET_GROUP = "wslbench.datasets"
+
+
+@dataclass
+class Entry:
+    name: str
+    obj: Any  # a class or factory callable
+    description: str
+    source: str  # "entry point <value>" or the defining module
+
+
+class _Registry:
+    def __init__(self, kind: str, group: str):
+        self.kind = kind
+        self.group = group
+        self._entries: dict[str, Entry] = {}
+        self._discovered = False
+        self._broken: dict[str, str] = {}
+
+    def register(self, name: str, obj: Any, description: str | None = None, source: str = "") -> Any:
+        if name in self._entries and self._entries[name].obj is not obj:
+            raise WslbenchError(
+                f"{self.kind} {name!r} is registered twice: by {self._entries[name].source} "
+                f"and by {source or getattr(obj, '__module__', '?')}"
+            )
+        desc = description or _first_line(getattr(obj, "__doc__", None)) or ""
+        self._entries[name] = Entry(name, obj, desc, source or getattr(obj, "__module__", "?"))
+        try:
+            obj.registry_name = name  # let an object know the name it was registered under
+        except (AttributeError, TypeError):
+            pass
+        return obj
+
+    def discover(self, force: bool = False) -> None:
+        """Load every entry point of the group once (importing the modules registers them)."""
+        if self._discovered and not force:
+            return
+        self._discovered = True
+        for ep in entry_points(group=self.group):
+            if ep.name in self._entries and not force:
+                continue
+            try:
+                obj = ep.load()
+            except Exception as exc:  # a broken plugin must not break the whole tool
+                self._broken[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
+                continue
+            if ep.name not in self._entries:
+                self.register(ep.name, obj, source=f"entry point {ep.value}")
+
+    def names(self) -> list[str]:
+        self.discover()
+        return sorted(self._entries)
+
+    def get(self, name: str) -> Entry:
+        self.discover()
+        if name in self._entries:
+            return self._entries[name]
+        if name in self._broken:
+            raise WslbenchError(f"{self.kind} {name!r} failed to load: {self._broken[name]}")
+        known = sorted(self._entries)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise WslbenchError(
+            f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(known) or '(none)'}"
+        )
+
+    def create(self, name: str, **config: Any) -> Any:
+        return self.get(name).obj(**config)
+
+
+def _first_line(doc: str | None) -> str:
+    return doc.strip().splitlines()[0].strip() if doc and doc.strip() else ""
+
+
+METHODS = _Registry("method", METHOD_GROUP)
+DATASETS = _Registry("dataset", DATASET_GROUP)
+
+
+def register_method(name: str, description: str | None = None) -> Callable[[Any], Any]:
+    """Decorator: ``@register_method("cam-avg")`` on a Method subclass."""
+    return lambda obj: METHODS.register(name, obj, description)
+
+
+def register_dataset(name: str, description: str | None = None) -> Callable[[Any], Any]:
+    """Decorator: ``@register_dataset("glas")`` on a WSLDataset subclass."""
+    return lambda obj: DATASETS.register(name, obj, description)
+
+
+def create_method(name: str, **config: Any):
+    """Build a method by registered name; ``config`` goes to its constructor."""
+    return METHODS.create(name, **config)
+
+
+def create_dataset(name: str, **config: Any):
+    """Build a data set split by registered name; ``config`` goes to its constructor."""
+    return DATASETS.create(name, **config)
+
+
+def list_methods() -> list[str]:
+    return METHODS.names()
+
+
+def list_datasets() -> list[str]:
+    return DATASETS.names()
+
+
+def method_entry(name: str) -> Entry:
+    return METHODS.get(name)
+
+
+def dataset_entry(name: str) -> Entry:
+    return DATASETS.get(name)

@@ -1,0 +1,384 @@
+"""The one trainer: every method, every data set, one seed -> the same numbers.
+
+It knows nothing about a method's internals: it calls ``method.training_step(batch)`` (through
+``forward`` so wrappers keep working), back-propagates ``"loss"``, steps SGD, validates the
+classification error, checkpoints, stops early, and finally evaluates the best checkpoint on
+the test set through :mod:`wslbench.evaluate`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from wslbench.config import LOADER_KEYS, RunConfig, from_dict
+from wslbench.errors import ConfigError, TrainingDiverged, WslbenchError
+from wslbench.evaluate import autocast_for, classification_only, evaluate
+from wslbench.io import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml, read_jsonl
+from wslbench.registry import create_dataset, create_method
+from wslbench.train.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from wslbench.train.distributed import DistInfo, all_reduce_gradients, init_from_env, reduce_sum
+from wslbench.train.seeding import derive_seed, seed_everything, set_deterministic, worker_init_fn
+
+
+def resolve_device(pref: str = "auto") -> torch.device:
+    if pref == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if pref.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA device is available (use --device cpu or auto)")
+    return torch.device(pref)
+
+
+def environment_info(device: torch.device) -> dict:
+    """What produced a run: code version, packages, hardware."""
+    import numpy
+    import timm
+    import torchvision
+
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip() or None
+        dirty = bool(
+            subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, timeout=5).stdout.strip()
+        )
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, None
+    return {
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+        "numpy": numpy.__version__,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "hostname": socket.gethostname(),
+        "argv": sys.argv,
+    }
+
+
+def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(device, non_blocking=True)
+            if k == "image" and channels_last:
+                v = v.contiguous(memory_format=torch.channels_last)
+        out[k] = v
+    return out
+
+
+class Trainer:
+    """Build data + method from a RunConfig, train, checkpoint, evaluate."""
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: bool = False, dist_info: DistInfo | None = None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.device = resolve_device(cfg.train.device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        self.dist = dist_info or init_from_env(self.device.type)
+        self.channels_last = cfg.train.channels_last and self.device.type == "cuda"
+        self.amp = cfg.train.amp and self.device.type == "cuda"
+        set_deterministic(cfg.train.deterministic)
+        self._build()
+
+    # --- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, device: str | None = None) -> "Trainer":
+        run_dir = Path(run_dir)
+        path = run_dir / "config.yaml"
+        if not path.is_file():
+            raise WslbenchError(f"{run_dir} is not a run directory (no config.yaml)")
+        import yaml
+
+        d = yaml.safe_load(path.read_text())
+        if device:
+            d.setdefault("train", {})["device"] = device
+        return cls(from_dict(d), run_dir)
+
+    def data_root(self):
+        root = self.cfg.data.get("root")
+        if root is None and os.environ.get("WSLBENCH_DATA"):
+            root = str(Path(os.environ["WSLBENCH_DATA"]) / self.cfg.dataset)
+        return root
+
+    def dataset(self, split: str, augment: bool | None = None):
+        kwargs = {k: v for k, v in self.cfg.data.items() if k not in LOADER_KEYS}
+        return create_dataset(self.cfg.dataset, split=split, root=self.data_root(), augment=augment, **kwargs)
+
+    def _build(self) -> None:
+        cfg = self.cfg
+        seed_everything(cfg.seed)
+        self.train_set = self.dataset("train")
+        self.val_set = self.dataset("val")
+        seed_everything(cfg.seed)  # the method's initial weights depend on the seed only
+        try:
+            self.method = create_method(cfg.method, num_classes=self.train_set.num_classes, **cfg.model)
+        except TypeError as exc:
+            raise ConfigError(f"method {cfg.method!r} rejected its config {cfg.model}: {exc}") from exc
+        self.method.to(self.device)
+        if self.channels_last:
+            self.method.to(memory_format=torch.channels_last)
+        if cfg.train.sync_batchnorm and self.dist.enabled and self.device.type == "cuda":
+            self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
+        self.generator = torch.Generator()
+        self.sampler = None
+        if self.dist.enabled:
+            from torch.utils.data.distributed import DistributedSampler
+
+            self.sampler = DistributedSampler(self.train_set, self.dist.world_size, self.dist.rank, shuffle=True, seed=cfg.seed)
+        batch_size = int(cfg.data["batch_size"])
+        if self.dist.enabled:
+            if batch_size % self.dist.world_size:
+                raise ConfigError(f"batch_size {batch_size} is not divisible by the {self.dist.world_size} processes")
+            batch_size //= self.dist.world_size  # batch_size is the global batch
+        self.train_loader = DataLoader(
+            self.train_set,
+            batch_size=batch_size,
+            shuffle=self.sampler is None,
+            sampler=self.sampler,
+            num_workers=int(cfg.data["num_workers"]),
+            worker_init_fn=worker_init_fn,
+            generator=self.generator,
+            drop_last=len(self.train_set) > batch_size,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+        params = self.method.param_groups() if self.method.trainable else []
+        params = [g for g in params if g["params"]]
+        self.optimizer = None
+        if params:
+            o = cfg.optim
+            self.optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
+            floor = o.min_lr / o.lr if o.lr > 0 else 0.0
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, lambda e: max(o.gamma ** (e // max(o.step_size, 1)), floor)
+            )
+
+    # --- selection --------------------------------------------------------------------------
+    def _selection(self) -> tuple[str | None, str]:
+        """The validation metric for early stopping/best checkpoint and whether lower is better."""
+        if self.method.classifies:
+            return "val_error", "min"
+        if self.method.uses_pixel_labels:
+            return "val_f1_pos", "max"
+        return None, "min"
+
+    def _validate(self) -> dict:
+        key, _ = self._selection()
+        if key == "val_error":
+            return {"val_error": classification_only(self.method, self.val_set, self.device, 1, self.amp)}
+        if key == "val_f1_pos":
+            from wslbench.evaluate import predict_dataset
+            from wslbench.metrics import dice
+
+            scores = [dice(p.prob >= 0.5, p.mask) for p in predict_dataset(self.method, self.val_set, self.device, 1, self.amp)]
+            return {"val_f1_pos": sum(scores) / len(scores)}
+        return {}
+
+    # --- training -------------------------------------------------------------------------
+    def _write_run_header(self) -> None:
+        if not self.dist.is_main:
+            return
+        atomic_write_yaml(self.run_dir / "config.yaml", self.cfg.to_dict())
+        atomic_write_json(self.run_dir / "env.json", environment_info(self.device))
+
+    def _status(self, state: str, **extra) -> None:
+        if self.dist.is_main:
+            atomic_write_json(self.run_dir / "status.json", {"state": state, "time": time.time(), **extra})
+
+    def _train_epoch(self, epoch: int) -> dict:
+        cfg = self.cfg
+        self.method.train()
+        sums: dict[str, float] = {}
+        n_steps = n_images = 0
+        t0 = time.perf_counter()
+        total = len(self.train_loader)
+        if cfg.train.max_steps_per_epoch:
+            total = min(total, cfg.train.max_steps_per_epoch)
+        bar = tqdm(
+            total=total,
+            desc=f"{cfg.method} {cfg.dataset} epoch {epoch + 1}/{cfg.train.epochs}",
+            disable=not (cfg.train.progress and self.dist.is_main),
+            dynamic_ncols=True,
+            leave=True,
+        )
+        for step, batch in enumerate(self.train_loader):
+            if step >= total:
+                break
+            batch = _to_device(batch, self.device, self.channels_last)
+            self.optimizer.zero_grad(set_to_none=True)
+            with autocast_for(self.device, self.amp):
+                losses = self.method(batch)
+            loss = losses["loss"]
+            if not torch.isfinite(loss.detach()).all():
+                bar.close()
+                raise TrainingDiverged(
+                    f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}: stopping. "
+                    f"The last good checkpoint is kept in {self.run_dir / LAST}; lower optim.lr or check the data."
+                )
+            loss.backward()
+            all_reduce_gradients(self.method, self.dist)
+            self.optimizer.step()
+            for k, v in losses.items():
+                if isinstance(v, torch.Tensor) and v.numel() == 1:
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+            n_steps += 1
+            n_images += batch["image"].shape[0]
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums['loss'] / n_steps:.4f}", img_s=f"{n_images / (time.perf_counter() - t0):.1f}")
+        self._bar = bar
+        elapsed = time.perf_counter() - t0
+        keys = sorted(sums)
+        reduced = reduce_sum([sums[k] for k in keys] + [n_steps, n_images], self.dist, self.device)
+        n_steps_all, n_images_all = reduced[-2], reduced[-1]
+        out = {f"train_{k}": v / max(n_steps_all, 1) for k, v in zip(keys, reduced)}
+        out.update(images_per_s=n_images_all / max(elapsed, 1e-9), epoch_time_s=elapsed)
+        return out
+
+    def fit(self) -> dict:
+        """Train (or resume), then evaluate the best checkpoint on the test set."""
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        key, mode = self._selection()
+        start_epoch, best, bad_epochs, train_time = 0, None, 0, 0.0
+        if self.resume and (self.run_dir / LAST).is_file():
+            ck = load_checkpoint(self.run_dir / LAST, map_location=self.device)
+            self.method.load_state_dict(ck["method"])
+            if self.optimizer is not None and ck.get("optimizer"):
+                self.optimizer.load_state_dict(ck["optimizer"])
+                self.scheduler.load_state_dict(ck["scheduler"])
+            start_epoch, best, bad_epochs = ck["epoch"], ck["best"], ck["bad_epochs"]
+            train_time = ck.get("train_time_s", 0.0)
+            if self.dist.is_main:  # drop metric lines of epochs the checkpoint does not cover
+                kept = [r for r in read_jsonl(self.run_dir / "metrics.jsonl") if r["epoch"] < start_epoch]
+                atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+        elif self.resume:
+            raise WslbenchError(f"--resume: no checkpoint {self.run_dir / LAST} to resume from")
+        elif self.dist.is_main:
+            (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        self._write_run_header()
+        self._status("running", epoch=start_epoch)
+
+        epochs = cfg.train.epochs if (self.method.trainable and self.optimizer is not None) else 0
+        stopped_early = False
+        for epoch in range(start_epoch, epochs):
+            s = derive_seed(cfg.seed, epoch)
+            seed_everything(s)
+            self.generator.manual_seed(s)
+            if self.sampler is not None:
+                self.sampler.set_epoch(epoch)
+            record = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+            record.update(self._train_epoch(epoch))
+            train_time += record["epoch_time_s"]
+            self.scheduler.step()
+            record.update(self._validate())
+            improved = False
+            if key is None:
+                improved = True
+            else:
+                value = record[key]
+                improved = best is None or (value < best if mode == "min" else value > best)
+            if improved:
+                best, bad_epochs = (record.get(key) if key else epoch), 0
+            else:
+                bad_epochs += 1
+            record["best_epoch"] = epoch if improved else None
+            bar = self._bar
+            bar.set_postfix(loss=f"{record['train_loss']:.4f}", img_s=f"{record['images_per_s']:.1f}",
+                            **({key: f"{record[key]:.3g}"} if key else {}))
+            bar.close()
+            if self.dist.is_main:
+                append_jsonl(self.run_dir / "metrics.jsonl", record)
+                state = {
+                    "epoch": epoch + 1,
+                    "method": self.method.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "best": best,
+                    "bad_epochs": bad_epochs,
+                    "train_time_s": train_time,
+                    "config": cfg.to_dict(),
+                }
+                if improved:
+                    save_checkpoint(self.run_dir / BEST, {"epoch": epoch + 1, "method": state["method"], key or "epoch": best})
+                save_checkpoint(self.run_dir / LAST, state)
+            if cfg.train.patience is not None and key is not None and bad_epochs >= cfg.train.patience:
+                stopped_early = True
+                break
+        if self.dist.is_main and not (self.run_dir / BEST).is_file():
+            save_checkpoint(self.run_dir / BEST, {"epoch": epochs, "method": self.method.state_dict()})
+        if self.dist.enabled:
+            torch.distributed.barrier()
+        result = {}
+        if self.dist.is_main:
+            history = read_jsonl(self.run_dir / "metrics.jsonl")
+            result = self.evaluate_test(extra={
+                "epochs_run": len(history),
+                "stopped_early": stopped_early,
+                "train_time_s": train_time,
+                "best_val": best if key else None,
+                "selection": key,
+            })
+            self._status("finished")
+        return result
+
+    # --- evaluation -----------------------------------------------------------------------
+    def evaluate_test(self, checkpoint: str = BEST, crf: bool | None = None, extra: dict | None = None) -> dict:
+        ck = load_checkpoint(self.run_dir / checkpoint, map_location=self.device)
+        self.method.load_state_dict(ck["method"])
+        test_set = self.dataset("test", augment=False)
+        ev = self.cfg.eval
+        info = {
+            "method": self.cfg.method,
+            "dataset": self.cfg.dataset,
+            "seed": self.cfg.seed,
+            "tag": self.cfg.tag,
+            "checkpoint": checkpoint,
+            "checkpoint_epoch": ck.get("epoch"),
+        }
+        prior = self.run_dir / "eval.json"
+        if prior.is_file():  # keep what training recorded when re-evaluating
+            old = json.loads(prior.read_text())
+            for k in ("epochs_run", "stopped_early", "train_time_s", "best_val", "selection"):
+                if k in old:
+                    info[k] = old[k]
+        info.update(extra or {})
+        return evaluate(
+            self.method,
+            test_set,
+            self.run_dir,
+            self.device,
+            threshold=float(ev.get("threshold", 0.5)),
+            batch_size=int(self.cfg.data.get("eval_batch_size", 1)),
+            amp=self.amp,
+            crf=bool(ev.get("crf", False) if crf is None else crf),
+            crf_params=ev.get("crf_params") or {},
+            save_masks=bool(ev.get("save_masks", True)),
+            extra=info,
+        )
+
+
+def run(cfg: RunConfig, out: str | Path = "results/runs", resume: bool = False, run_dir: str | Path | None = None) -> dict:
+    """Train and evaluate one configuration; returns the test metrics (eval.json)."""
+    trainer = Trainer(cfg, run_dir or cfg.run_dir(out), resume=resume)
+    return trainer.fit()
+
+
+__all__ = ["Trainer", "run", "resolve_device"]

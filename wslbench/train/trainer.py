@@ -105,9 +105,9 @@ class Trainer:
         path = run_dir / "config.yaml"
         if not path.is_file():
             raise WslbenchError(f"{run_dir} is not a run directory (no config.yaml)")
-        import yaml
+        from wslbench.config import yaml_load
 
-        d = yaml.safe_load(path.read_text())
+        d = yaml_load(path.read_text())
         if device:
             d.setdefault("train", {})["device"] = device
         return cls(from_dict(d), run_dir)

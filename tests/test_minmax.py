@@ -240,9 +240,8 @@ def test_erasing_starts_at_erase_start_epoch():
     model = tiny_model(erase_depth=2, erase_start_epoch=1)
     b = batch()
     assert model.training_step(b)["erase_steps"].item() == 0  # epoch 0: warm-up without erasing
-    model.eval()
-    model.train()  # the trainer validates (eval) then trains the next epoch
-    assert int(model.epoch) == 1 and model.active_erase_depth == 2
+    model.set_epoch(1)  # the trainer's per-epoch hook
+    assert model.active_erase_depth == 2
     model.set_epoch(0)
     assert model.active_erase_depth == 0
     model.set_epoch(3)

@@ -14,6 +14,20 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("WSLBENCH_OFFLINE", "") not in ("", "0")
 
 
+def is_true(pretrained) -> bool:
+    """``pretrained: true`` (bool or the string from a --set override)."""
+    return pretrained is True or (isinstance(pretrained, str) and pretrained.lower() == "true")
+
+
+def offline_message(name: str) -> str:
+    return (
+        f"pretrained=true needs to download {name!r} ImageNet weights but the hub is offline "
+        "(HF_HUB_OFFLINE is set). Download the weights on a machine with network "
+        f"(timm.create_model({name!r}, pretrained=True)) and pass the file: "
+        "--set model.pretrained=/path/to/weights.safetensors, or use model.pretrained=false."
+    )
+
+
 def create_backbone(
     name: str = "resnet18",
     pretrained: bool | str = False,
@@ -35,14 +49,9 @@ def create_backbone(
         if not path.is_file():
             raise ConfigError(f"pretrained weights file not found: {path}")
         model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
-    elif pretrained is True or (isinstance(pretrained, str) and pretrained.lower() == "true"):
+    elif is_true(pretrained):
         if _offline():
-            raise ConfigError(
-                f"pretrained=true needs to download {name!r} ImageNet weights but the hub is offline "
-                "(HF_HUB_OFFLINE is set). Download the weights on a machine with network "
-                f"(timm.create_model({name!r}, pretrained=True)) and pass the file: "
-                "--set model.pretrained=/path/to/weights.safetensors, or use model.pretrained=false."
-            )
+            raise ConfigError(offline_message(name))
         try:
             model = timm.create_model(name, pretrained=True, **kwargs)
         except Exception as exc:  # network errors come in many types

@@ -50,6 +50,10 @@ class Method(nn.Module):
         loss = F.cross_entropy(logits.float(), batch["label"])
         return {"loss": loss}
 
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer before each training epoch (0-based); schedules such as
+        min-max's erasing warm-up hook in here. Default: nothing."""
+
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         # routing the step through forward() keeps wrappers (DDP, hooks) working
         return self.training_step(batch)

@@ -25,46 +25,11 @@ from torch import nn
 from wslbench.errors import ConfigError
 from wslbench.methods import Method, Prediction
 from wslbench.methods.backbone import create_backbone
-from wslbench.methods.pooling import class_wise_pool
+from wslbench.methods.pooling import WildcatHead
 
 MASK_NORMS = ("batch", "image")
 TRUST_RULES = ("code", "paper")
 ALIGN_CORNERS = True  # authors' deepmil/models.py: ALIGN_CORNERS = True for every interpolation
-
-
-def _k(k: float, n: int) -> int:
-    """Wildcat k as a fraction of the n locations (0 < k < 1) or a count (authors' get_k)."""
-    if k <= 0:
-        return 0
-    if k < 1:
-        return max(1, int(round(k * n)))
-    return min(int(k), n)
-
-
-class WildcatHead(nn.Module):
-    """1x1 conv to ``modalities`` maps per class, class-wise average, Wildcat pooling.
-
-    Dropout (training only) acts on the sorted activations before the top-k/bottom-k means, as in
-    the authors' deepmil/decision_pooling.py. Returns (scores (B, C), class maps (B, C, h, w))."""
-
-    def __init__(self, in_channels: int, num_classes: int, modalities: int = 5, kmax: float = 0.09,
-                 kmin: float | None = 0.09, alpha: float = 0.0, dropout: float = 0.0):
-        super().__init__()
-        self.num_classes, self.kmax, self.alpha = num_classes, kmax, alpha
-        self.kmin = kmax if kmin is None else kmin
-        self.to_modalities = nn.Conv2d(in_channels, num_classes * modalities, kernel_size=1, bias=True)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        maps = class_wise_pool(self.to_modalities(features), self.num_classes)
-        flat = maps.flatten(2)
-        n = flat.shape[2]
-        sorted_ = self.dropout(torch.sort(flat, dim=2, descending=True).values)
-        kmax, kmin = _k(self.kmax, n), _k(self.kmin, n)
-        scores = sorted_[..., :kmax].mean(dim=2)
-        if kmin > 0 and self.alpha != 0:
-            scores = scores + self.alpha * sorted_[..., n - kmin:].mean(dim=2)
-        return scores, maps
 
 
 # --- the formulas, as functions so that tests can check them on small tensors ------------------
@@ -118,7 +83,7 @@ def trust_step(t: int, probs: torch.Tensor, labels: torch.Tensor, loss_t: torch.
 
 
 class MinMax(Method):
-    """The min-max entropy model; see the module docstring. Every constant is a config value."""
+    """Min-max entropy (Belharbi et al. 2019): localizer + classifier with recursive erasing."""
 
     crf_applicable = True
 
@@ -174,17 +139,10 @@ class MinMax(Method):
         # the current training epoch (saved in checkpoints so a resumed run keeps it)
         self.register_buffer("epoch", torch.zeros((), dtype=torch.long))
 
-    # --- epoch: erasing starts at ``erase_start_epoch`` (authors' epoch_start_erasing = 1) ------
+    # --- epoch: erasing starts at ``erase_start_epoch`` (authors' epoch_start_erasing = 1) -------
     def set_epoch(self, epoch: int) -> None:
-        """Tell the method the current epoch (0-based); a trainer hook should call it after train()."""
+        """The trainer's per-epoch hook (0-based); the buffer travels with the checkpoint."""
         self.epoch.fill_(int(epoch))
-
-    def train(self, mode: bool = True):
-        # Until the trainer calls set_epoch, count epochs by eval -> train transitions: the trainer
-        # trains each epoch after validating the previous one in eval mode.
-        if mode and not self.training:
-            self.epoch += 1
-        return super().train(mode)
 
     @property
     def active_erase_depth(self) -> int:

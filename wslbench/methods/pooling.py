@@ -4,8 +4,10 @@ Shared by the CAM baselines, Wildcat and min-max (which uses Wildcat pooling).
 """
 from __future__ import annotations
 
+from typing import Callable
 
 import torch
+from torch import nn
 
 
 def avg_pool(maps: torch.Tensor) -> torch.Tensor:
@@ -26,7 +28,7 @@ def lse_pool(maps: torch.Tensor, r: float = 10.0) -> torch.Tensor:
     return (m.squeeze(2) + torch.log(torch.exp(r * (flat - m)).mean(dim=2)) / r)
 
 
-def _k(k: float | int, n: int) -> int:
+def k_locations(k: float | int, n: int) -> int:
     """kmax/kmin as a fraction of the n locations (0 < k < 1) or a count (k >= 1)."""
     if k <= 0:
         return 0
@@ -35,14 +37,19 @@ def _k(k: float | int, n: int) -> int:
     return min(int(k), n)
 
 
-def wildcat_pool(maps: torch.Tensor, kmax: float = 1, kmin: float | None = None, alpha: float = 1.0) -> torch.Tensor:
+def wildcat_pool(maps: torch.Tensor, kmax: float = 1, kmin: float | None = None, alpha: float = 1.0,
+                 dropout: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Wildcat spatial pooling (Durand et al. 2017): mean of the kmax highest activations plus
-    alpha times the mean of the kmin lowest ones (kmin defaults to kmax)."""
+    alpha times the mean of the kmin lowest ones (kmin defaults to kmax). ``dropout`` (training
+    only) acts on the sorted activations, i.e. inside the pooling, not on the output map, as in
+    the min-max authors' deepmil/decision_pooling.py."""
     flat = maps.flatten(2)
     n = flat.shape[2]
-    kmax_n = _k(kmax, n)
-    kmin_n = _k(kmax if kmin is None else kmin, n)
+    kmax_n = k_locations(kmax, n)
+    kmin_n = k_locations(kmax if kmin is None else kmin, n)
     sorted_, _ = torch.sort(flat, dim=2, descending=True)
+    if dropout is not None:
+        sorted_ = dropout(sorted_)
     score = sorted_[..., :kmax_n].mean(dim=2)
     if kmin_n > 0 and alpha != 0:
         score = score + alpha * sorted_[..., n - kmin_n :].mean(dim=2)
@@ -55,4 +62,21 @@ def class_wise_pool(maps: torch.Tensor, num_classes: int) -> torch.Tensor:
     return maps.view(b, num_classes, cm // num_classes, h, w).mean(dim=2)
 
 
-__all__ = ["avg_pool", "max_pool", "lse_pool", "wildcat_pool", "class_wise_pool"]
+class WildcatHead(nn.Module):
+    """1x1 conv to ``modalities`` maps per class, modality average, Wildcat pooling (with dropout
+    inside the pooling while training). Returns (scores (B, C), class maps (B, C, h, w)).
+    Used by the Wildcat baseline and by both networks of min-max."""
+
+    def __init__(self, in_channels: int, num_classes: int, modalities: int = 4, kmax: float = 0.2,
+                 kmin: float | None = None, alpha: float = 0.7, dropout: float = 0.0):
+        super().__init__()
+        self.num_classes, self.kmax, self.kmin, self.alpha = num_classes, kmax, kmin, alpha
+        self.to_modalities = nn.Conv2d(in_channels, num_classes * int(modalities), kernel_size=1, bias=True)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        maps = class_wise_pool(self.to_modalities(features), self.num_classes)
+        return wildcat_pool(maps, self.kmax, self.kmin, self.alpha, self.dropout), maps
+
+
+__all__ = ["avg_pool", "max_pool", "lse_pool", "wildcat_pool", "class_wise_pool", "k_locations", "WildcatHead"]

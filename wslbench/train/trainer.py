@@ -206,6 +206,7 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict:
         cfg = self.cfg
         self.method.train()
+        self.method.set_epoch(epoch)
         sums: dict[str, float] = {}
         n_steps = n_images = 0
         t0 = time.perf_counter()

@@ -1,0 +1,20 @@
+"""All-ones: the constant full mask. It shows that F1+ alone rewards covering everything (on GlaS,
+where glands fill much of the image, it scores a high F1+ and an F1- of 0). No parameters, no
+training, no classification (its error is reported as n/a)."""
+from __future__ import annotations
+
+import torch
+
+from wslbench.methods import Method, Prediction
+
+
+class AllOnes(Method):
+    """Predicts the whole image as the region of interest."""
+
+    classifies = False
+    trainable = False
+    crf_applicable = False
+
+    def predict(self, images):
+        b, _, h, w = images.shape
+        return Prediction(logits=None, maps=torch.ones(b, h, w, device=images.device))

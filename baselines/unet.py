@@ -1,0 +1,60 @@
+"""U-Net (Ronneberger et al. 2015): the fully supervised upper bound. The only method that sees
+pixel masks at training time. Built with segmentation-models-pytorch (a maintained U-Net with
+any timm encoder through ``tu-<name>``) rather than written again."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+
+from wslbench.errors import ConfigError
+from wslbench.methods import Method, Prediction
+from wslbench.methods.backbone import is_true, offline_message, _offline
+
+
+class UNet(Method):
+    """U-Net with a timm encoder; one foreground logit per pixel, trained with pixel-wise BCE."""
+
+    uses_pixel_labels = True
+    classifies = False
+
+    def __init__(self, num_classes: int, backbone: str = "resnet18", pretrained=False, output_stride=None,
+                 encoder_depth: int = 5, **config):
+        super().__init__(num_classes, backbone=backbone, pretrained=pretrained, encoder_depth=encoder_depth, **config)
+        local = None
+        if is_true(pretrained) and _offline():
+            raise ConfigError(offline_message(backbone))
+        if isinstance(pretrained, str) and not is_true(pretrained) and pretrained.lower() != "false":
+            local = Path(pretrained).expanduser()
+            if not local.is_file():
+                raise ConfigError(f"pretrained weights file not found: {local}")
+        try:
+            self.net = smp.Unet(encoder_name=f"tu-{backbone}", encoder_depth=int(encoder_depth),
+                                encoder_weights="imagenet" if is_true(pretrained) else None, classes=1)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise ConfigError(f"unet: cannot build a U-Net on timm encoder {backbone!r}: {exc}") from exc
+        if local is not None:
+            self.load_encoder_weights(local)
+
+    def load_encoder_weights(self, path: Path) -> None:
+        """Load a timm classification checkpoint into the encoder (the classifier head is dropped)."""
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        encoder = self.net.encoder.model
+        missing, _ = encoder.load_state_dict(state, strict=False)
+        if missing:
+            raise ConfigError(f"unet: weights file {path} lacks {len(missing)} encoder tensors, e.g. {missing[:3]}")
+
+    def training_step(self, batch):
+        logits = self.net(batch["image"]).squeeze(1).float()
+        loss = F.binary_cross_entropy_with_logits(logits, (batch["mask"] > 0).float())
+        return {"loss": loss}
+
+    def predict(self, images):
+        return Prediction(logits=None, maps=torch.sigmoid(self.net(images).squeeze(1).float()))

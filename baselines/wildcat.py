@@ -1,0 +1,27 @@
+"""Wildcat (Durand et al. 2017): M modality maps per class, averaged into class maps, pooled by
+the mean of the kmax highest plus alpha times the mean of the kmin lowest activations."""
+from __future__ import annotations
+
+from wslbench.methods import Method, Prediction
+from wslbench.methods.backbone import create_backbone
+from wslbench.methods.maps import localization_map
+from wslbench.methods.pooling import WildcatHead
+
+
+class Wildcat(Method):
+    """Wildcat: a timm trunk and one Wildcat head; the localization map is the predicted class's map."""
+
+    def __init__(self, num_classes: int, backbone: str = "resnet18", pretrained=False, output_stride=None,
+                 modalities: int = 4, kmax: float = 0.2, kmin: float | None = None, alpha: float = 0.7,
+                 dropout: float = 0.0, **config):
+        super().__init__(num_classes, backbone=backbone, pretrained=pretrained, output_stride=output_stride,
+                         modalities=modalities, kmax=kmax, kmin=kmin, alpha=alpha, dropout=dropout, **config)
+        self.trunk, channels = create_backbone(backbone, pretrained, output_stride)
+        self.head = WildcatHead(channels, num_classes, modalities, kmax, kmin, alpha, dropout)
+
+    def forward_logits(self, images):
+        return self.head(self.trunk(images))[0]
+
+    def predict(self, images):
+        logits, maps = self.head(self.trunk(images))
+        return Prediction(logits=logits, maps=localization_map(maps, logits, images.shape[-2:]))

@@ -127,3 +127,9 @@ def method_entry(name: str) -> Entry:
 
 def dataset_entry(name: str) -> Entry:
     return DATASETS.get(name)
+
+
+def refresh() -> None:
+    """Look at the installed entry points again (after pip-installing a plugin in this process)."""
+    for reg in (METHODS, DATASETS):
+        reg.discover(force=True)

@@ -1,0 +1,87 @@
+"""A third-party package registers a method through the ``wslbench.methods`` entry point, exactly
+as docs/adding_a_method.md describes: pip-install it, see it in ``wslbench list``, build it."""
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+PLUGIN = "wslbench-plugin-example"
+
+SETUP_CFG = """\
+[metadata]
+name = wslbench-plugin-example
+version = 0.0.1
+
+[options]
+py_modules = wslbench_plugin_example
+
+[options.entry_points]
+wslbench.methods =
+    center-prior = wslbench_plugin_example:CenterPrior
+"""
+
+MODULE = '''\
+"""A centre Gaussian prior: the localization map every photographer would guess."""
+import torch
+
+from wslbench.methods import Method, Prediction
+
+
+class CenterPrior(Method):
+    """Centre Gaussian prior (third-party example plugin)."""
+
+    classifies = False
+    trainable = False
+
+    def __init__(self, num_classes, width=0.3, **config):
+        super().__init__(num_classes, width=width, **config)
+        self.width = width
+
+    def predict(self, images):
+        b, _, h, w = images.shape
+        ys = torch.linspace(-1, 1, h).view(h, 1)
+        xs = torch.linspace(-1, 1, w).view(1, w)
+        prior = torch.exp(-(xs ** 2 + ys ** 2) / (2 * self.width ** 2))
+        return Prediction(logits=None, maps=prior.expand(b, h, w).to(images.device))
+'''
+
+
+def pip(*args):
+    return subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def installed_plugin(tmp_path):
+    pkg = tmp_path / "plugin"
+    pkg.mkdir()
+    (pkg / "setup.cfg").write_text(SETUP_CFG)
+    (pkg / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n')
+    (pkg / "wslbench_plugin_example.py").write_text(textwrap.dedent(MODULE))
+    done = pip("install", "--no-deps", "--no-build-isolation", str(pkg))
+    assert done.returncode == 0, done.stderr
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        pip("uninstall", "-y", PLUGIN)
+        importlib.invalidate_caches()
+
+
+def test_third_party_method_is_discovered(installed_plugin):
+    import torch
+
+    out = subprocess.run([sys.executable, "-m", "wslbench.cli", "list"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    line = next(line for line in out.stdout.splitlines() if "center-prior" in line)
+    assert "Centre Gaussian prior" in line
+    from wslbench import registry
+
+    registry.refresh()
+    method = registry.create_method("center-prior", num_classes=2, width=0.5)
+    maps = method.predict(torch.zeros(1, 3, 5, 5)).maps
+    assert maps[0, 2, 2] == pytest.approx(1.0) and maps[0, 0, 0] < maps[0, 1, 1] < maps[0, 2, 2]

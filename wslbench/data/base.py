@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
@@ -138,3 +139,129 @@ class WSLDataset(Dataset):
             except DataError as exc:
                 problems.append(str(exc))
         return problems
+
+
+# --- reading files: every failure names the file ------------------------------------------------
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as uint8 HxWx3 RGB; DataError naming the file when it cannot be decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except FileNotFoundError as exc:
+        raise DataError(f"missing image file {path}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"corrupt or unreadable image {path}: {exc}") from exc
+
+
+def read_gray(path: Path) -> np.ndarray:
+    """A mask file as a 2-D array (palette/instance ids kept, RGB converted to luminance)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("RGB", "RGBA", "LA"):
+                im = im.convert("L")
+            arr = np.array(im)
+    except FileNotFoundError as exc:
+        raise DataError(f"missing mask file {path}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"corrupt or unreadable mask {path}: {exc}") from exc
+    return arr if arr.ndim == 2 else arr[..., 0]
+
+
+class OfficialLayoutDataset(WSLDataset):
+    """A data set read from its official release folder. Subclasses implement ``scan(root)``,
+    which lists every sample with its *official* split ("train", "val" or "test"); this class
+    carves the validation set out of the official train set when the protocol says so
+    (``carve_validation``), checks the result against ``experiments/splits/<name>.csv`` and
+    serves one split."""
+
+    name: ClassVar[str] = ""
+    carve_validation: ClassVar[bool] = True
+    #: the expected folder tree and where to download it, shown when the layout is wrong
+    layout_help: ClassVar[str] = ""
+
+    @classmethod
+    def scan(cls, root: Path) -> list[tuple[Record, str]]:
+        raise NotImplementedError
+
+    @classmethod
+    def require_root(cls, root) -> Path:
+        if root is None:
+            raise DataError(f"{cls.name}: no data root given: pass --data-root PATH or set $WSLBENCH_DATA.\n{cls.layout_help}")
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise DataError(f"{cls.name}: data root {root} does not exist.\n{cls.layout_help}")
+        return root
+
+    @classmethod
+    def require_file(cls, path: Path) -> Path:
+        if not path.is_file():
+            raise DataError(f"{cls.name}: missing {path}.\n{cls.layout_help}")
+        return path
+
+    @classmethod
+    def _scan_and_split(cls, root) -> tuple[list[tuple[Record, str]], pd.DataFrame]:
+        from wslbench.data.splits import split_table, stratified_split
+
+        rows = cls.scan(cls.require_root(root))
+        official_train = [(r.id, r.label) for r, s in rows if s == "train"]
+        carved = stratified_split([i for i, _ in official_train], [y for _, y in official_train]) if cls.carve_validation else {}
+        return rows, split_table([(r.id, r.label, carved.get(r.id, s)) for r, s in rows])
+
+    @classmethod
+    def split_table(cls, root) -> pd.DataFrame:
+        """(id, label, split) of every sample under ``root``: what experiments/splits/ records."""
+        return cls._scan_and_split(root)[1]
+
+    def _records(self, split: str) -> list[Record]:
+        from wslbench.data.splits import verify_against_record
+
+        rows, table = self._scan_and_split(self.root)
+        if self.options.get("verify_split", True):
+            verify_against_record(self.name, table)
+        wanted = set(table.loc[table["split"] == split, "id"])
+        return sorted((r for r, _ in rows if r.id in wanted), key=lambda r: r.id)
+
+    @classmethod
+    def check(cls, root, deep: bool = False, progress: bool = False, **options: Any) -> list[str]:
+        """Layout, counts and split record; with ``deep``, decode every image and mask (sizes
+        must agree) and verify SHA256SUMS when the folder ships one."""
+        problems = super().check(root, **options)
+        if problems or not deep:
+            return problems
+        root = Path(root)
+        problems += verify_checksums(root, progress)
+        from tqdm import tqdm
+
+        for split in SPLITS:
+            ds = cls(split=split, root=root, augment=False, cache=None, **options)
+            for i in tqdm(range(len(ds)), desc=f"decode {split}", disable=not progress):
+                try:
+                    ds.raw(i)
+                except DataError as exc:
+                    problems.append(str(exc))
+        return problems
+
+
+def verify_checksums(root: Path, progress: bool = False) -> list[str]:
+    """Compare files with ``root/SHA256SUMS`` (``sha256sum`` format) when present."""
+    import hashlib
+
+    sums = root / "SHA256SUMS"
+    if not sums.is_file():
+        return []
+    problems = []
+    lines = [ln.split(maxsplit=1) for ln in sums.read_text().splitlines() if ln.strip()]
+    from tqdm import tqdm
+
+    for digest, name in tqdm(lines, desc="sha256", disable=not progress):
+        path = root / name.strip().lstrip("*")
+        if not path.is_file():
+            problems.append(f"missing file listed in SHA256SUMS: {path}")
+            continue
+        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            problems.append(f"checksum mismatch (corrupt or modified file): {path}")
+    return problems

@@ -25,6 +25,24 @@ class RandomRot90(torch.nn.Module):
         )
 
 
+class UpscaleMinSide(torch.nn.Module):
+    """Upscale so that the smaller side is at least ``size``, keeping the aspect ratio (the
+    authors' ``up_scale_small_dim_to``); larger images are left as they are. Image and mask
+    together: bilinear for the image, nearest for the mask (v2 dispatches on tv_tensors.Mask)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = int(size)
+
+    def forward(self, image, mask):
+        h, w = image.shape[-2:]
+        if min(h, w) >= self.size:
+            return image, mask
+        scale = self.size / min(h, w)
+        new = (max(self.size, round(h * scale)), max(self.size, round(w * scale)))
+        return v2.functional.resize(image, list(new), antialias=True), v2.functional.resize(mask, list(new))
+
+
 class JointTransform:
     """Apply a v2 pipeline to (image uint8 CHW, mask uint8 HW), then normalise the image."""
 
@@ -62,8 +80,7 @@ def build_transform(
     geometric: list = []
     photometric: list = []
     if resize_min_side:
-        # keeps the aspect ratio: the smaller side becomes resize_min_side
-        geometric.append(v2.Resize(resize_min_side, antialias=True))
+        geometric.append(UpscaleMinSide(resize_min_side))
     if train:
         if affine:
             geometric.append(v2.RandomAffine(**affine))

@@ -1,0 +1,70 @@
+"""Oxford Flowers 102 (Nilsback & Zisserman 2008). Official layout: ``jpg/image_XXXXX.jpg``,
+``segmim/segmim_XXXXX.jpg`` (the background painted pure blue (0, 0, 255), JPEG-compressed),
+``imagelabels.mat`` (``labels``, 1..102) and ``setid.mat`` (``trnid``, ``valid``, ``tstid``).
+The official validation set is used as is."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from wslbench.data.base import OfficialLayoutDataset, Record, read_rgb
+from wslbench.errors import DataError
+
+#: a pixel is background when its distance to pure blue is below this (JPEG noise tolerance)
+BLUE_TOLERANCE = 60.0
+
+
+def foreground_from_segmim(segmim: np.ndarray, tolerance: float = BLUE_TOLERANCE) -> np.ndarray:
+    """Foreground = pixels farther than ``tolerance`` (Euclidean, RGB 0..255) from (0, 0, 255)."""
+    diff = segmim.astype(np.float32) - np.array([0.0, 0.0, 255.0], dtype=np.float32)
+    return np.sqrt((diff ** 2).sum(axis=2)) > tolerance
+
+
+def _load_mat(path: Path) -> dict:
+    from scipy.io import loadmat
+
+    try:
+        return loadmat(path)
+    except Exception as exc:  # scipy raises several types for a bad file
+        raise DataError(f"oxf: cannot read {path}: {exc}") from exc
+
+
+class OxfordFlowersDataset(OfficialLayoutDataset):
+    """Oxford Flowers 102; the flower is the region of interest (official train/val/test)."""
+
+    name = "oxf"
+    carve_validation = False
+    class_names = [f"flower_{k:03d}" for k in range(1, 103)]
+    layout_help = (
+        "Oxford Flowers 102: download 102flowers.tgz, 102segmentations.tgz, imagelabels.mat and setid.mat from "
+        "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/ and point --data-root at a folder holding:\n"
+        "  imagelabels.mat  setid.mat\n  jpg/image_00001.jpg ...\n  segmim/segmim_00001.jpg ..."
+    )
+
+    @classmethod
+    def scan(cls, root: Path) -> list[tuple[Record, str]]:
+        labels = _load_mat(cls.require_file(root / "imagelabels.mat")).get("labels")
+        setid = _load_mat(cls.require_file(root / "setid.mat"))
+        if labels is None or any(k not in setid for k in ("trnid", "valid", "tstid")):
+            raise DataError(f"oxf: imagelabels.mat needs 'labels' and setid.mat 'trnid', 'valid', 'tstid' ({root})")
+        labels = np.asarray(labels).ravel()
+        rows = []
+        for key, split in (("trnid", "train"), ("valid", "val"), ("tstid", "test")):
+            for i in np.asarray(setid[key]).ravel():
+                i = int(i)
+                if not 1 <= i <= len(labels):
+                    raise DataError(f"oxf: setid.mat {key} lists image {i}, imagelabels.mat has {len(labels)}")
+                y = int(labels[i - 1])
+                if not 1 <= y <= 102:
+                    raise DataError(f"oxf: unknown label {y} for image {i} in {root / 'imagelabels.mat'}")
+                image = root / "jpg" / f"image_{i:05d}.jpg"
+                mask = root / "segmim" / f"segmim_{i:05d}.jpg"
+                rows.append((Record(f"image_{i:05d}", y - 1, image, mask), split))
+        return rows
+
+    def _load(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
+        for path in (record.image, record.mask):
+            if not Path(path).is_file():
+                raise DataError(f"oxf: missing file {path}.\n{self.layout_help}")
+        return read_rgb(record.image), foreground_from_segmim(read_rgb(record.mask), self.options.get("blue_tolerance", BLUE_TOLERANCE))

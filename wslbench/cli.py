@@ -106,5 +106,40 @@ def eval_cmd(run_dir, crf, device, checkpoint):
     _print_result(result, Path(run_dir))
 
 
+@main.group()
+def data():
+    """Inspect data sets on disk."""
+
+
+@data.command(name="check")
+@click.argument("dataset")
+@click.option("--data-root", type=click.Path(), default=None,
+              help="Folder holding the data set in its official layout (default: $WSLBENCH_DATA/<dataset>).")
+@click.option("--deep/--no-deep", default=True, show_default=True,
+              help="Also decode every image and mask and verify SHA256SUMS when the folder has one.")
+@friendly_errors
+def data_check(dataset, data_root, deep):
+    """Verify DATASET's layout, counts, split record and (with --deep) every file."""
+    import os
+
+    from wslbench.config import resolve
+    from wslbench.config import LOADER_KEYS
+    from wslbench.registry import dataset_entry
+
+    cls = dataset_entry(dataset).obj
+    if data_root is None and os.environ.get("WSLBENCH_DATA"):
+        data_root = str(Path(os.environ["WSLBENCH_DATA"]) / dataset)
+    cfg = resolve("all-ones", dataset)
+    options = {k: v for k, v in cfg.data.items() if k not in LOADER_KEYS and k not in ("cache",)}
+    kwargs = {"deep": deep, "progress": True} if hasattr(cls, "require_root") else {}
+    problems = cls.check(data_root, **kwargs, **options)
+    if problems:
+        raise WslbenchError(f"{dataset}: {len(problems)} problem(s) under {data_root}:\n" + "\n".join(f"  - {p}" for p in problems))
+    counts = []
+    for split in ("train", "val", "test"):
+        counts.append(f"{split} {len(cls(split=split, root=data_root, augment=False, cache=None, **options))}")
+    click.echo(f"{dataset} OK at {data_root}: " + ", ".join(counts))
+
+
 if __name__ == "__main__":
     main()

@@ -137,8 +137,20 @@ class WSLDataset(Dataset):
             try:
                 cls(split=split, root=root, augment=False, cache=None, **options)
             except DataError as exc:
-                problems.append(str(exc))
+                if str(exc) not in problems:
+                    problems.append(str(exc))
         return problems
+
+    def preload(self, progress: bool = False) -> None:
+        """Decode every sample now (memory cache only): a corrupt file fails before training,
+        and data-loader workers forked afterwards share the decoded arrays instead of each
+        decoding its own copy."""
+        if self.cache_mode != "memory":
+            return
+        from tqdm import tqdm
+
+        for i in tqdm(range(len(self)), desc=f"decode {self.split}", disable=not progress, leave=False):
+            self.raw(i)
 
 
 # --- reading files: every failure names the file ------------------------------------------------

@@ -127,6 +127,8 @@ class Trainer:
         seed_everything(cfg.seed)
         self.train_set = self.dataset("train")
         self.val_set = self.dataset("val")
+        for ds in (self.train_set, self.val_set):  # corrupt files fail here; forked workers share the cache
+            ds.preload(progress=cfg.train.progress and self.dist.is_main)
         seed_everything(cfg.seed)  # the method's initial weights depend on the seed only
         try:
             self.method = create_method(cfg.method, num_classes=self.train_set.num_classes, **cfg.model)

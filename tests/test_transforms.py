@@ -1,0 +1,60 @@
+"""Joint transforms: the mask moves exactly with the image (pixels encode their coordinates),
+evaluation never crops, the upscale keeps the aspect ratio, normalisation is per channel."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from wslbench.data.transforms import build_transform
+
+H, W = 12, 16
+
+
+def coordinate_image():
+    """uint8 image whose channels are (row, col, 0) and a mask that is the same (row, col) code."""
+    rows, cols = np.mgrid[:H, :W]
+    image = np.stack([rows * 10, cols * 10, np.zeros_like(rows)], axis=0).astype(np.uint8)
+    mask = (rows * W + cols).astype(np.uint8)  # unique per pixel (H*W = 192 < 256)
+    return torch.from_numpy(image), torch.from_numpy(mask)
+
+
+def decode(img, mean, std):
+    """Undo the normalisation, back to the (row, col) code of every pixel."""
+    px = (img * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)) * 255
+    rows, cols = torch.round(px[0] / 10).long(), torch.round(px[1] / 10).long()
+    return rows * W + cols
+
+
+def test_crop_flips_and_rot90_move_mask_with_image():
+    mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    t = build_transform(train=True, patch_size=8, hflip=True, vflip=True, rot90=True, mean=mean, std=std)
+    image, mask = coordinate_image()
+    seen = set()
+    for seed in range(40):
+        torch.manual_seed(seed)
+        img, msk = t(image, mask)
+        assert img.shape == (3, 8, 8) and msk.shape == (8, 8)
+        torch.testing.assert_close(decode(img, mean, std), msk.long(), rtol=0, atol=0)
+        seen.add(tuple(msk[0, :2].tolist()))
+    assert len(seen) > 10  # the augmentation does vary
+
+
+def test_eval_transform_keeps_whole_image_and_normalises_per_channel():
+    mean, std = (0.2, 0.4, 0.6), (0.5, 0.25, 0.125)
+    t = build_transform(train=False, patch_size=8, hflip=True, mean=mean, std=std)
+    image, mask = coordinate_image()
+    img, msk = t(image, mask)
+    assert img.shape == (3, H, W)
+    torch.testing.assert_close(msk, mask)
+    expected = (image.float() / 255 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    torch.testing.assert_close(img, expected)
+
+
+def test_upscale_min_side_keeps_ratio_and_leaves_large_images():
+    t = build_transform(train=False, resize_min_side=24)
+    image, mask = coordinate_image()
+    img, msk = t(image, (mask > 100).to(torch.uint8))
+    assert img.shape[1:] == (24, 32) and msk.shape == (24, 32)  # 12x16 -> 24x32
+    assert set(torch.unique(msk).tolist()) <= {0, 1}  # nearest for the mask
+    big = build_transform(train=False, resize_min_side=10)
+    assert big(image, mask)[0].shape[1:] == (H, W)

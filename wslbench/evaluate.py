@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from wslbench.io import atomic_save, atomic_write_bytes, atomic_write_json
-from wslbench.metrics import classification_error, f1_pos_neg
+from wslbench.metrics import RECALL_GRID, classification_error, f1_pos_neg, interpolated_pr
 
 
 @dataclass
@@ -115,9 +115,14 @@ def evaluate(
     """Score ``method`` on ``dataset`` and write eval.json, per_image.csv and masks/ under out_dir."""
     out_dir = Path(out_dir)
     rows, preds, labels, crf_inputs = [], [], [], []
+    curves = {"pos": [], "neg": []}
     for p in predict_dataset(method, dataset, device, batch_size, amp, keep_images=crf):
         binary = p.prob >= threshold
         f1p, f1n = f1_pos_neg(binary, p.mask)
+        for key, scores, target in (("pos", p.prob, p.mask), ("neg", 1 - p.prob, ~p.mask)):
+            curve = interpolated_pr(scores, target)
+            if curve is not None:
+                curves[key].append(curve)
         rows.append({"id": p.id, "label": p.label, "pred_label": p.pred_label, "f1_pos": f1p, "f1_neg": f1n})
         preds.append(p.pred_label)
         labels.append(p.label)
@@ -142,6 +147,7 @@ def evaluate(
         result["crf_f1_pos"] = float(np.mean([r["crf_f1_pos"] for r in rows]))
         result["crf_f1_neg"] = float(np.mean([r["crf_f1_neg"] for r in rows]))
     result.update(extra or {})
+    write_pr_curve(out_dir / "pr_curve.csv", curves)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
     writer.writeheader()
@@ -149,6 +155,16 @@ def evaluate(
     atomic_write_bytes(out_dir / "per_image.csv", buf.getvalue().encode())
     atomic_write_json(out_dir / "eval.json", result)
     return result
+
+
+def write_pr_curve(path: Path, curves: dict[str, list[np.ndarray]]) -> None:
+    """Average interpolated precision-recall curves (foreground and background) over the images
+    (the paper's Figure 6): recall, precision_pos, precision_neg."""
+    lines = ["recall,precision_pos,precision_neg"]
+    mean = {k: (np.mean(v, axis=0) if v else np.full_like(RECALL_GRID, np.nan)) for k, v in curves.items()}
+    for i, r in enumerate(RECALL_GRID):
+        lines.append(f"{r:.4f},{mean['pos'][i]:.6f},{mean['neg'][i]:.6f}")
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
 
 def evaluate_run(run_dir: str | Path, crf: bool | None = None, device: str | None = None, checkpoint: str = "best.pt") -> dict:

@@ -41,3 +41,34 @@ def classification_error(pred_labels, true_labels) -> float:
     if t.size == 0:
         raise ValueError("classification_error: empty set")
     return 100.0 * float(np.mean(p != t))
+
+
+RECALL_GRID = np.linspace(0.0, 1.0, 101)
+
+
+def precision_recall(scores, target) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall at every distinct score threshold (descending scores), the points
+    sklearn's precision_recall_curve gives; None-free for a target with at least one positive."""
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    t = _as_bool(target).reshape(-1)
+    order = np.argsort(-s, kind="stable")
+    s, t = s[order], t[order]
+    last = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]  # last index of each distinct score
+    tp = np.cumsum(t)[last]
+    fp = (last + 1) - tp
+    return tp / (tp + fp), tp / max(int(t.sum()), 1)
+
+
+def interpolated_pr(scores, target, grid: np.ndarray = RECALL_GRID) -> np.ndarray | None:
+    """Interpolated precision on a common recall grid: p(r) = max precision at recall >= r.
+    None when the target has no positive (recall undefined)."""
+    if not _as_bool(target).any():
+        return None
+    precision, recall = precision_recall(scores, target)
+    # running max from the high-recall end, then read it at the first point with recall >= r
+    best = np.maximum.accumulate(precision[::-1])[::-1]
+    idx = np.searchsorted(recall, grid, side="left")
+    out = np.zeros_like(grid, dtype=np.float64)
+    ok = idx < recall.size
+    out[ok] = best[idx[ok]]
+    return out

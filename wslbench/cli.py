@@ -106,6 +106,42 @@ def eval_cmd(run_dir, crf, device, checkpoint):
     _print_result(result, Path(run_dir))
 
 
+@main.command()
+@click.option("--runs", "runs_dir", type=click.Path(file_okay=False), default="results/runs", show_default=True,
+              help="Root of the run folders (<runs>/<dataset>/<method>/seed<k>/).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results/tables", show_default=True)
+@click.option("--format", "formats", type=click.Choice(["latex", "markdown", "csv"]), multiple=True,
+              help="Output format(s); repeatable (default: latex and markdown).")
+@friendly_errors
+def tables(runs_dir, out_dir, formats):
+    """Regenerate the paper's Tables 1-6 (mean ± std over seeds) from the finished runs on disk."""
+    from wslbench.tables import collect_runs, write_tables
+
+    if not Path(runs_dir).is_dir():
+        raise WslbenchError(f"no run folder {runs_dir}: train with `wslbench run` first or pass --runs")
+    n = len(collect_runs(runs_dir))
+    paths = write_tables(runs_dir, out_dir, formats or ("latex", "markdown"))
+    click.echo(f"{n} finished run(s) -> {len(paths)} files in {out_dir}")
+
+
+@main.command()
+@click.option("--runs", "runs_dir", type=click.Path(file_okay=False), default="results/runs", show_default=True)
+@click.option("--dataset", "-d", required=True, help="Data set whose runs to compare.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results/figures", show_default=True)
+@click.option("--images", "n_images", type=int, default=6, show_default=True, help="Rows of the mask comparison grid.")
+@click.option("--data-root", type=click.Path(), default=None, help="Data folder (default: the one the runs used).")
+@friendly_errors
+def figures(runs_dir, dataset, out_dir, n_images, data_root):
+    """Average precision-recall curves and a visual comparison of the predicted masks (PNG + PDF)."""
+    from wslbench.figures import compare_pr, visual_grid
+
+    paths = compare_pr(runs_dir, dataset, out_dir) + visual_grid(runs_dir, dataset, out_dir, n_images, data_root)
+    if not paths:
+        raise WslbenchError(f"no finished {dataset} runs under {runs_dir}")
+    for p in paths:
+        click.echo(str(p))
+
+
 @main.group()
 def data():
     """Inspect data sets on disk."""

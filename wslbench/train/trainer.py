@@ -363,7 +363,7 @@ class Trainer:
                 if k in old:
                     info[k] = old[k]
         info.update(extra or {})
-        return evaluate(
+        result = evaluate(
             self.method,
             test_set,
             self.run_dir,
@@ -376,6 +376,11 @@ class Trainer:
             save_masks=bool(ev.get("save_masks", True)),
             extra=info,
         )
+        if self.dist.is_main and ev.get("figures", True):
+            from wslbench.figures import run_pr_figure
+
+            run_pr_figure(self.run_dir)
+        return result
 
 
 def run(cfg: RunConfig, out: str | Path = "results/runs", resume: bool = False, run_dir: str | Path | None = None) -> dict:

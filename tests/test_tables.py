@@ -1,0 +1,115 @@
+"""`wslbench tables` on fabricated run folders (table logic) and on one real tiny run."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from wslbench.cli import main
+from wslbench.tables import build_tables, collect_runs
+
+METRICS = {  # (dataset, method, erase_depth) -> per-seed (cls_error, f1_pos, f1_neg, crf_pos, crf_neg, time)
+    ("glas", "cam-avg", None): [(10.0, 0.60, 0.50, 0.62, 0.49, 600), (12.0, 0.64, 0.54, 0.66, 0.53, 660)],
+    ("glas", "minmax", 4): [(4.0, 0.70, 0.80, 0.71, 0.81, 5400), (6.0, 0.72, 0.78, 0.73, 0.80, 5500), (5.0, 0.74, 0.79, 0.75, 0.79, 5300)],
+    ("glas", "minmax", 0): [(8.0, 0.69, 0.70, 0.70, 0.71, 2940)],
+    ("glas", "all-ones", None): [(None, 0.66, 0.0, None, None, 0)],
+    ("glas", "unet", None): [(None, 0.90, 0.88, 0.91, 0.89, 900)],
+    ("cub5", "cam-avg", None): [(30.0, 0.40, 0.70, 0.41, 0.72, 300)],
+}
+
+
+def fabricate(root, metrics=METRICS, unfinished=True):
+    for (ds, method, depth), seeds in metrics.items():
+        for k, (err, fp, fn, cp, cn, t) in enumerate(seeds):
+            folder = f"{method}+noerase" if depth == 0 else method
+            run = root / ds / folder / f"seed{k}"
+            run.mkdir(parents=True)
+            cfg = {"method": method, "dataset": ds, "seed": k, "tag": "noerase" if depth == 0 else None,
+                   "model": {} if depth is None else {"erase_depth": depth}}
+            (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+            ev = {"cls_error": err, "f1_pos": fp, "f1_neg": fn, "train_time_s": t, "epochs_run": 3}
+            if cp is not None:
+                ev.update(crf_f1_pos=cp, crf_f1_neg=cn)
+            (run / "eval.json").write_text(json.dumps(ev))
+            (run / "status.json").write_text(json.dumps({"state": "finished"}))
+    if unfinished:  # a run that died: never a table row
+        run = root / "glas" / "wildcat" / "seed0"
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text(yaml.safe_dump({"method": "wildcat", "dataset": "glas", "seed": 0}))
+        (run / "status.json").write_text(json.dumps({"state": "running"}))
+
+
+def cell(table, row, column):
+    i = table.rows.index(row)
+    cols = [f"{g} {c}" for g, cs in table.groups for c in cs]
+    return table.cells[i][cols.index(column)]
+
+
+def test_mean_std_seeds_and_variants(tmp_path):
+    fabricate(tmp_path)
+    runs = collect_runs(tmp_path)
+    assert len(runs) == 9 and "wildcat" not in set(runs["method"])
+    t1, t2, t3, t4, t5, t6 = build_tables(runs)
+    c = cell(t1, "Ours (min-max)", "GlaS Error (%)")
+    assert (c.mean, c.n) == (pytest.approx(5.0), 3) and c.std == pytest.approx(np.std([4, 6, 5], ddof=1))
+    c = cell(t2, "CAM-Avg", "GlaS F1+ (%)")
+    assert c.mean == pytest.approx(62.0) and c.std == pytest.approx(np.std([60, 64], ddof=1))
+    assert cell(t1, "All-ones", "GlaS Error (%)").text("markdown") == "n/a"
+    assert "Full sup. (U-Net)" not in t1.rows  # it does not classify
+    # erasing variants told apart by model.erase_depth
+    assert cell(t3, "without erasing (u = 0)", "GlaS Error (%)").mean == pytest.approx(8.0)
+    assert cell(t5, "with erasing (u > 0)", "GlaS Time (min)").mean == pytest.approx(5400 / 60)
+    assert cell(t4, "with erasing (u > 0)", "CUB5 F1+ (%)").text("markdown") == "–"  # missing: visible dash
+
+
+def test_bold_excludes_all_ones_and_unet_and_missing_is_dash(tmp_path):
+    fabricate(tmp_path)
+    t1, t2, *_ , t6 = build_tables(collect_runs(tmp_path))
+    assert cell(t1, "Ours (min-max)", "GlaS Error (%)").bold and not cell(t1, "CAM-Avg", "GlaS Error (%)").bold
+    # U-Net has the highest F1+ and All-ones a high one: neither is bold; min-max is
+    assert not cell(t2, "Full sup. (U-Net)", "GlaS F1+ (%)").bold
+    assert cell(t2, "Ours (min-max)", "GlaS F1+ (%)").bold
+    assert cell(t2, "Ours (min-max)", "CUB5 F1+ (%)").n == 0
+    assert "Deep MIL" not in t6.rows
+    assert cell(t6, "CAM-Avg", "GlaS F1+ (%)").arrow == "up"  # 64 vs 62
+    assert cell(t6, "CAM-Avg", "GlaS F1- (%)").arrow == "down"  # 51 vs 52
+
+
+def test_cli_writes_balanced_latex_and_markdown(tmp_path):
+    fabricate(tmp_path / "runs")
+    res = CliRunner().invoke(main, ["tables", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "t"),
+                                    "--format", "latex", "--format", "markdown", "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    for k in range(1, 7):
+        tex = (tmp_path / "t" / f"table{k}.tex").read_text()
+        assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
+        assert r"\toprule" in tex and r"\bottomrule" in tex
+        spec = re.search(r"\\begin\{tabular\}\{(l[c]+)\}", tex).group(1)
+        body = tex.split(r"\midrule")[1].split(r"\bottomrule")[0]
+        for line in body.strip().splitlines():  # every row has as many cells as the column spec
+            assert line.endswith(r"\\") and line.count("&") == len(spec) - 1
+        assert tex.count("{") == tex.count("}")
+        md = (tmp_path / "t" / f"table{k}.md").read_text()
+        rows = [ln for ln in md.splitlines() if ln.startswith("|")]
+        assert len({ln.count("|") for ln in rows}) == 1
+    assert "62.00 ± 2.83 (2)" in (tmp_path / "t" / "table2.md").read_text()
+
+
+def test_tables_from_a_real_tiny_run(tiny, tmp_path):
+    from wslbench.train import run
+
+    run(tiny("cam-avg", epochs=1, extra=["train.max_steps_per_epoch=1"]), out=tmp_path)
+    res = CliRunner().invoke(main, ["tables", "--runs", str(tmp_path), "--out", str(tmp_path / "t")])
+    assert res.exit_code == 0 and "1 finished run" in res.output
+    ev = json.loads((tmp_path / "synthetic" / "cam-avg" / "seed0" / "eval.json").read_text())
+    md = (tmp_path / "t" / "table2.md").read_text()
+    assert f"**{100 * ev['f1_pos']:.2f} ± 0.00** (1)" in md  # the only WSL row: best
+
+
+def test_missing_runs_dir_is_a_clear_error(tmp_path):
+    res = CliRunner().invoke(main, ["tables", "--runs", str(tmp_path / "none")])
+    assert res.exit_code == 2 and "no run folder" in res.output

@@ -1,0 +1,138 @@
+"""Figures (matplotlib, PNG + PDF): average precision-recall curves of the foreground and the
+background (the paper's Figure 6) and visual comparison grids of the predicted masks (its
+Figures 3 and 7-15)."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wslbench.io import atomic_write_bytes
+
+OVERLAY = np.array([255, 40, 40], dtype=np.float32)  # predicted foreground tint
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, base: Path) -> list[Path]:
+    """Write ``base``.png and ``base``.pdf atomically."""
+    out = []
+    for ext in ("png", "pdf"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=150, bbox_inches="tight")
+        atomic_write_bytes(base.with_suffix(f".{ext}"), buf.getvalue())
+        out.append(base.with_suffix(f".{ext}"))
+    _plt().close(fig)
+    return out
+
+
+def plot_pr(curves: dict[str, pd.DataFrame], base: Path, title: str = "") -> list[Path]:
+    """Two panels (foreground, background); one line per label; curves from pr_curve.csv."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
+    for ax, col, name in ((axes[0], "precision_pos", "foreground (F1+)"), (axes[1], "precision_neg", "background (F1-)")):
+        for label, df in curves.items():
+            ax.plot(df["recall"], df[col], label=label, lw=1.6)
+        ax.set(xlabel="recall", title=name, xlim=(0, 1), ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("precision (interpolated)")
+    axes[1].legend(loc="lower left", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return save(fig, base)
+
+
+def run_pr_figure(run_dir: str | Path) -> list[Path]:
+    """The run's own PR figure, next to its pr_curve.csv."""
+    run_dir = Path(run_dir)
+    df = pd.read_csv(run_dir / "pr_curve.csv")
+    return plot_pr({run_dir.parent.name: df}, run_dir / "pr_curve", title=f"{run_dir.parent.parent.name}: {run_dir.parent.name} {run_dir.name}")
+
+
+def _finished_runs(runs_dir: Path, dataset: str) -> dict[str, list[Path]]:
+    from wslbench.tables import METHOD_NAMES, collect_runs
+
+    runs = collect_runs(runs_dir)
+    runs = runs[runs["dataset"] == dataset]
+    order = {m: i for i, m in enumerate(METHOD_NAMES)}
+    out: dict[str, list[Path]] = {}
+    for variant, sub in sorted(runs.groupby("variant"), key=lambda kv: order.get(kv[0], 99)):
+        out[variant] = [Path(p) for p in sorted(sub["path"])]
+    return out
+
+
+def compare_pr(runs_dir: str | Path, dataset: str, out_dir: str | Path) -> list[Path]:
+    """Average PR curves of every method on ``dataset`` (mean over seeds)."""
+    from wslbench.tables import METHOD_NAMES
+
+    curves = {}
+    for variant, paths in _finished_runs(Path(runs_dir), dataset).items():
+        frames = [pd.read_csv(p / "pr_curve.csv") for p in paths if (p / "pr_curve.csv").is_file()]
+        if frames:
+            curves[METHOD_NAMES.get(variant, variant)] = pd.concat(frames).groupby("recall", as_index=False).mean()
+    if not curves:
+        return []
+    return plot_pr(curves, Path(out_dir) / f"{dataset}_pr", title=dataset)
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    out = image.astype(np.float32).copy()
+    out[mask] = (1 - alpha) * out[mask] + alpha * OVERLAY
+    return out.astype(np.uint8)
+
+
+def visual_grid(runs_dir: str | Path, dataset: str, out_dir: str | Path, n_images: int = 6,
+                data_root: str | None = None) -> list[Path]:
+    """Rows = test images, columns = image, ground truth, each method's binary mask overlaid."""
+    from PIL import Image
+
+    from wslbench.config import LOADER_KEYS, from_dict, yaml_load
+    from wslbench.registry import create_dataset
+    from wslbench.tables import METHOD_NAMES
+
+    runs = _finished_runs(Path(runs_dir), dataset)
+    if not runs:
+        return []
+    first = next(iter(runs.values()))[0]
+    cfg = from_dict(yaml_load((first / "config.yaml").read_text()))
+    kwargs = {k: v for k, v in cfg.data.items() if k not in LOADER_KEYS}
+    test = create_dataset(dataset, split="test", root=data_root or cfg.data.get("root"), augment=False, cache=None,
+                          **{k: v for k, v in kwargs.items() if k != "cache"})
+    picks = np.linspace(0, len(test) - 1, min(n_images, len(test))).round().astype(int)
+    columns = ["image", "ground truth"] + [METHOD_NAMES.get(v, v) for v in runs]
+    plt = _plt()
+    fig, axes = plt.subplots(len(picks), len(columns), figsize=(1.9 * len(columns), 1.7 * len(picks)), squeeze=False)
+    for r, idx in enumerate(picks):
+        image, truth = test.raw(int(idx))
+        rec = test.records[int(idx)]
+        panels = [image, overlay(image, truth)]
+        for variant, paths in runs.items():
+            mask_path = paths[0] / "masks" / f"{rec.id}.png"
+            if mask_path.is_file():
+                with Image.open(mask_path) as m:
+                    mask = np.array(m) > 127
+                panels.append(overlay(image, mask) if mask.shape == truth.shape else None)
+            else:
+                panels.append(None)
+        for c, panel in enumerate(panels):
+            ax = axes[r][c]
+            ax.axis("off")
+            if panel is None:
+                ax.text(0.5, 0.5, "–", ha="center", va="center", fontsize=14)
+            else:
+                ax.imshow(panel)
+            if r == 0:
+                ax.set_title(columns[c], fontsize=8)
+        axes[r][0].text(-0.05, 0.5, f"{rec.id} ({test.class_names[rec.label] if test.class_names else rec.label})",
+                        transform=axes[r][0].transAxes, rotation=90, va="center", ha="right", fontsize=6)
+    fig.tight_layout()
+    return save(fig, Path(out_dir) / f"{dataset}_masks")

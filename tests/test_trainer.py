@@ -38,7 +38,9 @@ def test_same_seed_gives_bit_identical_metrics(tmp_path):
 def test_resume_reaches_the_same_final_metrics(tmp_path):
     full = tiny_config(epochs=3)
     run(full, run_dir=tmp_path / "full")
-    run(tiny_config(epochs=1), run_dir=tmp_path / "part")  # "dies" after epoch 1
+    run(tiny_config(epochs=1), run_dir=tmp_path / "part")  # "dies" after epoch 1:
+    (tmp_path / "part" / "eval.json").unlink()  # a dead run has no result and is not finished
+    (tmp_path / "part" / "status.json").write_text('{"state": "running"}')
     Trainer(full, tmp_path / "part", resume=True).fit()
     ev_full, hist_full = _result(tmp_path / "full")
     ev_part, hist_part = _result(tmp_path / "part")

@@ -15,3 +15,7 @@ class ConfigError(WslbenchError):
 
 class TrainingDiverged(WslbenchError):
     """A NaN or inf loss: the run stops and the last good checkpoint is kept."""
+
+
+class RunInterrupted(WslbenchError):
+    """SIGINT/SIGTERM: the current step finished and a resumable checkpoint was written."""

@@ -67,6 +67,8 @@ class WSLDataset(Dataset):
         self.cache_mode = cache
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.aug_seed: int | None = None  # set by the trainer: augmentation seeded per (seed, epoch, sample)
+        self.epoch = 0
         from wslbench.data.transforms import build_transform
 
         self.transform = build_transform(
@@ -121,11 +123,24 @@ class WSLDataset(Dataset):
             self._cache[index] = (image, mask)
         return image, mask
 
+    def set_epoch(self, epoch: int, seed: int) -> None:
+        """Seed the augmentation of every sample from (seed, epoch, index): the patch, flips and
+        jitter a sample gets do not depend on the number of workers or processes, nor on where
+        in the epoch a resumed run starts."""
+        self.aug_seed, self.epoch = int(seed), int(epoch)
+
     def __getitem__(self, index: int) -> dict:
         image, mask = self.raw(index)
         img_t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
         mask_t = torch.from_numpy(np.ascontiguousarray(mask).astype(np.uint8))
-        img_t, mask_t = self.transform(img_t, mask_t)
+        if self.augment and self.aug_seed is not None:
+            from wslbench.train.seeding import derive_seed
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(derive_seed(self.aug_seed, self.epoch, index))
+                img_t, mask_t = self.transform(img_t, mask_t)
+        else:
+            img_t, mask_t = self.transform(img_t, mask_t)
         rec = self.records[index]
         return {"image": img_t, "mask": mask_t, "label": rec.label, "id": rec.id, "index": index}
 

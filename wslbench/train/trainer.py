@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,13 +23,15 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from wslbench.config import LOADER_KEYS, RunConfig, from_dict
-from wslbench.errors import ConfigError, TrainingDiverged, WslbenchError
+from wslbench.errors import ConfigError, RunInterrupted, TrainingDiverged, WslbenchError
 from wslbench.evaluate import autocast_for, classification_only, evaluate
 from wslbench.io import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml, read_jsonl
 from wslbench.registry import create_dataset, create_method
 from wslbench.train.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from wslbench.train.distributed import DistInfo, all_reduce_gradients, init_from_env, reduce_sum
-from wslbench.train.seeding import derive_seed, seed_everything, set_deterministic, worker_init_fn
+from wslbench.train.lock import RunLock
+from wslbench.train.sampler import ResumableSampler
+from wslbench.train.seeding import derive_seed, rng_state, seed_everything, set_deterministic, set_rng_state, worker_init_fn
 
 
 def resolve_device(pref: str = "auto") -> torch.device:
@@ -140,25 +144,21 @@ class Trainer:
         if cfg.train.sync_batchnorm and self.dist.enabled and self.device.type == "cuda":
             self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
         self.generator = torch.Generator()
-        self.sampler = None
-        if self.dist.enabled:
-            from torch.utils.data.distributed import DistributedSampler
-
-            self.sampler = DistributedSampler(self.train_set, self.dist.world_size, self.dist.rank, shuffle=True, seed=cfg.seed)
+        self.sampler = ResumableSampler(self.train_set, self.dist.world_size, self.dist.rank, cfg.seed)
         batch_size = int(cfg.data["batch_size"])
         if self.dist.enabled:
             if batch_size % self.dist.world_size:
                 raise ConfigError(f"batch_size {batch_size} is not divisible by the {self.dist.world_size} processes")
             batch_size //= self.dist.world_size  # batch_size is the global batch
+        self.local_batch = batch_size
         self.train_loader = DataLoader(
             self.train_set,
             batch_size=batch_size,
-            shuffle=self.sampler is None,
             sampler=self.sampler,
             num_workers=int(cfg.data["num_workers"]),
             worker_init_fn=worker_init_fn,
             generator=self.generator,
-            drop_last=len(self.train_set) > batch_size,
+            drop_last=len(self.train_set) // self.dist.world_size > batch_size,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
         )
@@ -205,24 +205,39 @@ class Trainer:
         if self.dist.is_main:
             atomic_write_json(self.run_dir / "status.json", {"state": state, "time": time.time(), **extra})
 
-    def _train_epoch(self, epoch: int) -> dict:
+    def _start_epoch(self, epoch: int, skip_steps: int = 0) -> None:
+        """Everything random in epoch ``epoch`` derives from (seed, epoch): resuming at any
+        epoch, or mid-epoch after ``skip_steps`` steps, replays what a straight run does."""
+        s = derive_seed(self.cfg.seed, epoch)
+        seed_everything(s)
+        self.generator.manual_seed(s)
+        self.sampler.set_epoch(epoch, skip=skip_steps * self.local_batch)
+        self.train_set.set_epoch(epoch, self.cfg.seed)
+
+    def _train_epoch(self, epoch: int, partial: dict | None = None) -> dict:
+        """One epoch (or its remainder after an interrupt: ``partial`` holds the sums so far).
+        A SIGINT/SIGTERM finishes the current step, then saves an interrupt checkpoint."""
         cfg = self.cfg
         self.method.train()
         self.method.set_epoch(epoch)
-        sums: dict[str, float] = {}
-        n_steps = n_images = 0
+        partial = partial or {}
+        sums: dict[str, float] = dict(partial.get("sums", {}))
+        done = n_steps = int(partial.get("n_steps", 0))
+        n_images = int(partial.get("n_images", 0))
+        elapsed_before = float(partial.get("elapsed", 0.0))
         t0 = time.perf_counter()
-        total = len(self.train_loader)
+        total = len(self.train_loader) + done
         if cfg.train.max_steps_per_epoch:
             total = min(total, cfg.train.max_steps_per_epoch)
         bar = tqdm(
             total=total,
+            initial=done,
             desc=f"{cfg.method} {cfg.dataset} epoch {epoch + 1}/{cfg.train.epochs}",
             disable=not (cfg.train.progress and self.dist.is_main),
             dynamic_ncols=True,
             leave=True,
         )
-        for step, batch in enumerate(self.train_loader):
+        for step, batch in enumerate(self.train_loader, start=done):
             if step >= total:
                 break
             batch = _to_device(batch, self.device, self.channels_last)
@@ -245,9 +260,17 @@ class Trainer:
             n_steps += 1
             n_images += batch["image"].shape[0]
             bar.update(1)
-            bar.set_postfix(loss=f"{sums['loss'] / n_steps:.4f}", img_s=f"{n_images / (time.perf_counter() - t0):.1f}")
+            elapsed = elapsed_before + time.perf_counter() - t0
+            bar.set_postfix(loss=f"{sums['loss'] / n_steps:.4f}", img_s=f"{n_images / max(elapsed, 1e-9):.1f}")
+            if self._stop_agreed() and n_steps < total:
+                bar.close()
+                self._save_interrupt(epoch, {"sums": sums, "n_steps": n_steps, "n_images": n_images, "elapsed": elapsed})
+                raise RunInterrupted(
+                    f"interrupted at epoch {epoch + 1}, step {n_steps}/{total}: checkpoint saved in "
+                    f"{self.run_dir / LAST}; continue with the same command plus --resume"
+                )
         self._bar = bar
-        elapsed = time.perf_counter() - t0
+        elapsed = elapsed_before + time.perf_counter() - t0
         keys = sorted(sums)
         reduced = reduce_sum([sums[k] for k in keys] + [n_steps, n_images], self.dist, self.device)
         n_steps_all, n_images_all = reduced[-2], reduced[-1]
@@ -255,12 +278,91 @@ class Trainer:
         out.update(images_per_s=n_images_all / max(elapsed, 1e-9), epoch_time_s=elapsed)
         return out
 
+    # --- interrupts ---------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        if self._stop_requested:  # second signal: leave at once
+            raise KeyboardInterrupt
+        self._stop_requested = True
+        if self.dist.is_main:
+            print(f"\n{signal.Signals(signum).name}: finishing the current step, then saving a checkpoint "
+                  "(send it again to quit at once)", file=sys.stderr, flush=True)
+
+    def _stop_agreed(self) -> bool:
+        """Every rank stops at the same step when any rank was signalled."""
+        if not self.dist.enabled:
+            return self._stop_requested
+        flag = reduce_sum([float(self._stop_requested)], self.dist, self.device)[0]
+        return flag > 0
+
+    def _save_interrupt(self, epoch: int, partial: dict) -> None:
+        if not self.dist.is_main:
+            return
+        state = self._state(epoch, self._best, self._bad_epochs, self._train_time + partial["elapsed"])
+        state.update(step=partial["n_steps"], partial=partial, rng=rng_state())
+        save_checkpoint(self.run_dir / LAST, state)
+        self._status("interrupted", epoch=epoch, step=partial["n_steps"])
+
+    def _state(self, epoch: int, best, bad_epochs: int, train_time: float) -> dict:
+        return {
+            "epoch": epoch,  # completed epochs
+            "step": 0,  # completed steps of epoch ``epoch`` (interrupt checkpoints only)
+            "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "best": best,
+            "bad_epochs": bad_epochs,
+            "train_time_s": train_time,
+            "config": self.cfg.to_dict(),
+        }
+
+    # --- the run ------------------------------------------------------------------------------
+    def _finished_result(self) -> dict | None:
+        status, ev = self.run_dir / "status.json", self.run_dir / "eval.json"
+        if status.is_file() and ev.is_file():
+            try:
+                if json.loads(status.read_text()).get("state") == "finished":
+                    return json.loads(ev.read_text())
+            except ValueError:
+                return None
+        return None
+
     def fit(self) -> dict:
-        """Train (or resume), then evaluate the best checkpoint on the test set."""
-        cfg = self.cfg
+        """Train (or resume), then evaluate the best checkpoint on the test set. A finished run
+        is never rewritten: without --resume it is refused, with --resume its result is returned."""
+        finished = self._finished_result()
+        if finished is not None:
+            if self.resume:
+                return finished if self.dist.is_main else {}
+            raise WslbenchError(
+                f"{self.run_dir} already holds a finished run (eval.json); it is never overwritten. Use another "
+                "--out or --set tag=NAME for a new run, --resume to reuse it, or delete the folder."
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(self.run_dir) if self.dist.is_main else None
+        if lock is not None:
+            lock.acquire()
+        self._stop_requested = False
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.signal(sig, self._on_signal)
+        try:
+            return self._fit()
+        except RunInterrupted:
+            raise
+        except BaseException as exc:
+            self._status("failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            for sig, h in handlers.items():
+                signal.signal(sig, h)
+            if lock is not None:
+                lock.release()
+
+    def _fit(self) -> dict:
+        cfg = self.cfg
         key, mode = self._selection()
-        start_epoch, best, bad_epochs, train_time = 0, None, 0, 0.0
+        start_epoch, best, bad_epochs, train_time, partial, ck = 0, None, 0, 0.0, None, None
         if self.resume and (self.run_dir / LAST).is_file():
             ck = load_checkpoint(self.run_dir / LAST, map_location=self.device)
             self.method.load_state_dict(ck["method"])
@@ -269,6 +371,9 @@ class Trainer:
                 self.scheduler.load_state_dict(ck["scheduler"])
             start_epoch, best, bad_epochs = ck["epoch"], ck["best"], ck["bad_epochs"]
             train_time = ck.get("train_time_s", 0.0)
+            if ck.get("step"):
+                partial = ck["partial"]
+                train_time -= partial["elapsed"]  # counted again when the epoch completes
             if self.dist.is_main:  # drop metric lines of epochs the checkpoint does not cover
                 kept = [r for r in read_jsonl(self.run_dir / "metrics.jsonl") if r["epoch"] < start_epoch]
                 atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
@@ -278,21 +383,21 @@ class Trainer:
             (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
         self._write_run_header()
         self._status("running", epoch=start_epoch)
+        self._best, self._bad_epochs, self._train_time = best, bad_epochs, train_time
 
         epochs = cfg.train.epochs if (self.method.trainable and self.optimizer is not None) else 0
         stopped_early = False
         for epoch in range(start_epoch, epochs):
-            s = derive_seed(cfg.seed, epoch)
-            seed_everything(s)
-            self.generator.manual_seed(s)
-            if self.sampler is not None:
-                self.sampler.set_epoch(epoch)
+            skip = int(partial["n_steps"]) if partial else 0
+            self._start_epoch(epoch, skip_steps=skip)
+            if partial:
+                set_rng_state(ck["rng"])  # mid-epoch: the RNG exactly where the interrupted run left it
             record = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
-            record.update(self._train_epoch(epoch))
+            record.update(self._train_epoch(epoch, partial))
+            partial = None
             train_time += record["epoch_time_s"]
             self.scheduler.step()
             record.update(self._validate())
-            improved = False
             if key is None:
                 improved = True
             else:
@@ -302,6 +407,7 @@ class Trainer:
                 best, bad_epochs = (record.get(key) if key else epoch), 0
             else:
                 bad_epochs += 1
+            self._best, self._bad_epochs, self._train_time = best, bad_epochs, train_time
             record["best_epoch"] = epoch if improved else None
             bar = self._bar
             bar.set_postfix(loss=f"{record['train_loss']:.4f}", img_s=f"{record['images_per_s']:.1f}",
@@ -309,22 +415,17 @@ class Trainer:
             bar.close()
             if self.dist.is_main:
                 append_jsonl(self.run_dir / "metrics.jsonl", record)
-                state = {
-                    "epoch": epoch + 1,
-                    "method": self.method.state_dict(),
-                    "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(),
-                    "best": best,
-                    "bad_epochs": bad_epochs,
-                    "train_time_s": train_time,
-                    "config": cfg.to_dict(),
-                }
+                state = self._state(epoch + 1, best, bad_epochs, train_time)
                 if improved:
                     save_checkpoint(self.run_dir / BEST, {"epoch": epoch + 1, "method": state["method"], key or "epoch": best})
                 save_checkpoint(self.run_dir / LAST, state)
+                self._status("running", epoch=epoch + 1)
             if cfg.train.patience is not None and key is not None and bad_epochs >= cfg.train.patience:
                 stopped_early = True
                 break
+            if self._stop_agreed() and epoch + 1 < epochs:
+                raise RunInterrupted(f"interrupted after epoch {epoch + 1}: checkpoint saved in {self.run_dir / LAST}; "
+                                     "continue with the same command plus --resume")
         if self.dist.is_main and not (self.run_dir / BEST).is_file():
             save_checkpoint(self.run_dir / BEST, {"epoch": epochs, "method": self.method.state_dict()})
         if self.dist.enabled:

@@ -199,7 +199,7 @@ class Trainer:
         if not self.dist.is_main:
             return
         atomic_write_yaml(self.run_dir / "config.yaml", self.cfg.to_dict())
-        atomic_write_json(self.run_dir / "env.json", environment_info(self.device))
+        atomic_write_json(self.run_dir / "env.json", {**environment_info(self.device), "world_size": self.dist.world_size})
 
     def _status(self, state: str, **extra) -> None:
         if self.dist.is_main:

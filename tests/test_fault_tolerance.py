@@ -1,0 +1,136 @@
+"""Fault tolerance on CPU: SIGINT mid-epoch and SIGKILL both resume to the same final metrics as
+an uninterrupted run; NaN loss stops and keeps the last good checkpoint; the lock refuses a
+second writer; a finished run is never overwritten."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from wslbench.cli import main
+from wslbench.errors import TrainingDiverged, WslbenchError
+from wslbench.train import run
+from wslbench.train.lock import RunLock
+from wslbench.train.trainer import Trainer
+
+ARGS = ["--method", "cam-avg", "--dataset", "synthetic", "--epochs", "3",
+        "--set", "data.n_train=160", "--set", "data.n_val=16", "--set", "data.n_test=16", "--set", "data.image_size=64",
+        "--set", "data.batch_size=8", "--set", "train.progress=false"]
+
+
+def cli(out: Path, *extra) -> list[str]:
+    return [sys.executable, "-m", "wslbench.cli", "run", *ARGS, "--out", str(out), *extra]
+
+
+def result(out: Path) -> tuple[dict, list[dict]]:
+    d = out / "synthetic" / "cam-avg" / "seed0"
+    ev = json.loads((d / "eval.json").read_text())
+    hist = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    return ev, hist
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight")
+    subprocess.run(cli(out), check=True, capture_output=True, timeout=300)
+    return result(out)
+
+
+def _wait_for(path: Path, proc, timeout=120):
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < timeout
+        time.sleep(0.05)
+
+
+def _same(a, b):
+    (ev_a, hist_a), (ev_b, hist_b) = a, b
+    assert [h["val_error"] for h in hist_a] == [h["val_error"] for h in hist_b]
+    assert [h["train_loss"] for h in hist_a] == pytest.approx([h["train_loss"] for h in hist_b], rel=1e-12, abs=0)
+    for k in ("cls_error", "f1_pos", "f1_neg"):
+        assert ev_a[k] == ev_b[k]
+
+
+def test_sigint_mid_epoch_then_resume_matches_straight_run(straight, tmp_path):
+    proc = subprocess.Popen(cli(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "synthetic" / "cam-avg" / "seed0"
+    _wait_for(run_dir / "last.pt", proc)  # epoch 1 done: now inside epoch 2
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    status = json.loads((run_dir / "status.json").read_text())
+    if status["state"] == "finished":  # the signal came too late to test anything
+        pytest.fail("run finished before SIGINT; make the run longer")
+    assert proc.returncode == 2 and "--resume" in err and "Traceback" not in err
+    assert status["state"] == "interrupted"
+    ck = torch.load(run_dir / "last.pt", weights_only=False)
+    assert ck["step"] > 0  # a mid-epoch checkpoint
+    subprocess.run(cli(tmp_path, "--resume"), check=True, capture_output=True, timeout=300)
+    _same(result(tmp_path), straight)
+
+
+def test_sigkill_then_resume_matches_straight_run(straight, tmp_path):
+    proc = subprocess.Popen(cli(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_dir = tmp_path / "synthetic" / "cam-avg" / "seed0"
+    _wait_for(run_dir / "last.pt", proc)
+    time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    assert not (run_dir / "eval.json").exists()
+    res = subprocess.run(cli(tmp_path, "--resume"), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr  # the dead process's lock is taken over
+    _same(result(tmp_path), straight)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny, tmp_path, monkeypatch):
+    cfg = tiny("cam-avg", epochs=3)
+    trainer = Trainer(cfg, tmp_path)
+    real = trainer.method.training_step
+    calls = {"n": 0}
+
+    def poisoned(batch):
+        calls["n"] += 1
+        out = real(batch)
+        if calls["n"] > 3 * 2:  # 3 batches per epoch: the 7th step (epoch 3) diverges
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(trainer.method, "training_step", poisoned)
+    with pytest.raises(TrainingDiverged, match="non-finite loss"):
+        trainer.fit()
+    ck = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert ck["epoch"] == 2 and all(torch.isfinite(v).all() for v in ck["method"].values() if v.is_floating_point())
+    assert json.loads((tmp_path / "status.json").read_text())["state"] == "failed"
+    assert not (tmp_path / "run.lock").exists()
+
+
+def test_lock_refuses_second_writer_and_takes_over_stale(tmp_path, tiny):
+    with RunLock(tmp_path):
+        with pytest.raises(WslbenchError, match="in use by another run"):
+            RunLock(tmp_path).acquire()
+        with pytest.raises(WslbenchError, match="in use"):
+            Trainer(tiny("cam-avg", epochs=1), tmp_path).fit()
+    (tmp_path / "run.lock").write_text(json.dumps({"host": os.uname().nodename, "pid": 2 ** 22 + 12345}))
+    with RunLock(tmp_path) as lock:  # a dead owner's lock is taken over
+        assert lock.held
+
+
+def test_finished_run_is_never_overwritten(tiny, tmp_path):
+    run(tiny("cam-avg", epochs=1), run_dir=tmp_path)
+    before = {p: (tmp_path / p).read_bytes() for p in ("eval.json", "best.pt")}
+    res = CliRunner().invoke(main, ["run", *ARGS, "--epochs", "1", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 0  # another folder: fine
+    with pytest.raises(WslbenchError, match="never overwritten"):
+        Trainer(tiny("cam-avg", epochs=2), tmp_path).fit()
+    again = Trainer(tiny("cam-avg", epochs=1), tmp_path, resume=True).fit()
+    assert again["f1_pos"] == json.loads(before["eval.json"])["f1_pos"]
+    assert all((tmp_path / p).read_bytes() == b for p, b in before.items())

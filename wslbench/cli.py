@@ -142,6 +142,24 @@ def figures(runs_dir, dataset, out_dir, n_images, data_root):
         click.echo(str(p))
 
 
+@main.command()
+@click.argument("sweep_file", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Root of the run folders (default: the file's `out`, else results/runs).")
+@click.option("--shard", default=None, metavar="I/N", help="Run only grid entries I, I+N, I+2N, ... (0 <= I < N).")
+@click.option("--dry-run", is_flag=True, help="List the runs and their state (finished / resume / new) without running.")
+@friendly_errors
+def sweep(sweep_file, out, shard, dry_run):
+    """Run a grid of methods x data sets x seeds; finished runs are skipped, interrupted ones resumed."""
+    from wslbench.sweep import run_sweep
+
+    counts = run_sweep(sweep_file, out=out, shard_text=shard, dry_run=dry_run, echo=lambda m: click.echo(m, err=True))
+    click.echo(f"sweep: {counts['ran']} ran, {counts['finished']} already finished, {counts['planned']} planned, "
+               f"{counts['failed']} failed")
+    if counts["failed"]:
+        raise WslbenchError("failed runs:\n  " + "\n  ".join(counts["failures"]))
+
+
 @main.group()
 def data():
     """Inspect data sets on disk."""

@@ -1,0 +1,76 @@
+"""Sweeps: grid expansion, disjoint shards covering the grid, skip finished, resume interrupted."""
+from __future__ import annotations
+
+import json
+
+import yaml
+from click.testing import CliRunner
+
+from wslbench.cli import main
+from wslbench.sweep import expand, load_spec, shard
+
+TINY = ["train.progress=false", "data.n_train=16", "data.n_val=8", "data.n_test=8", "data.image_size=48",
+        "data.batch_size=8", "train.epochs=1"]
+
+
+def write_spec(tmp_path, **extra):
+    spec = {"methods": ["all-ones", "cam-avg"], "datasets": ["synthetic"], "seeds": [0, 1], "set": TINY,
+            "variants": [{"method": "cam-max", "tag": "big", "set": ["train.epochs=2"]}], **extra}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_expand_and_shards_partition_the_grid(tmp_path):
+    jobs = expand(load_spec(write_spec(tmp_path)))
+    assert [j.name for j in jobs] == ["synthetic/all-ones/seed0", "synthetic/all-ones/seed1", "synthetic/cam-avg/seed0",
+                                      "synthetic/cam-avg/seed1", "synthetic/cam-max+big/seed0", "synthetic/cam-max+big/seed1"]
+    assert jobs[-1].overrides[-1] == "train.epochs=2"
+    parts = [shard(jobs, i, 4) for i in range(4)]
+    names = [j.name for p in parts for j in p]
+    assert sorted(names) == sorted(j.name for j in jobs) and len(set(names)) == len(jobs)
+    assert [j.name for j in shard(jobs, 1, 4)] == [j.name for j in shard(expand(load_spec(write_spec(tmp_path))), 1, 4)]
+
+
+def test_paper_protocol_has_every_method_dataset_and_the_no_erasing_variant():
+    from conftest import REPO
+
+    jobs = expand(load_spec(REPO / "experiments" / "paper.yaml"))
+    assert {j.dataset for j in jobs} == {"glas", "cub5", "cub", "oxf"}
+    assert {"minmax", "cam-avg", "unet", "all-ones", "deepmil", "gradcam", "wildcat", "cam-max", "cam-lse"} <= {j.method for j in jobs}
+    assert any(j.tag == "noerase" and "model.erase_depth=0" in j.overrides for j in jobs)
+
+
+def test_sweep_runs_skips_finished_and_resumes(tmp_path):
+    spec = write_spec(tmp_path)
+    out = tmp_path / "runs"
+    res = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out), "--shard", "0/2"])
+    assert res.exit_code == 0, res.output
+    assert "3 ran" in res.output
+    done = sorted(p.parent.relative_to(out).as_posix() for p in out.glob("*/*/seed*/eval.json"))
+    assert done == ["synthetic/all-ones/seed0", "synthetic/cam-avg/seed0", "synthetic/cam-max+big/seed0"]
+    # a run that died after its first epoch: resumed, not restarted
+    full = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out), "--shard", "1/2", "--dry-run"])
+    assert "would run" in full.output and "3 planned" in full.output
+    res = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)])
+    assert res.exit_code == 0 and "3 ran, 3 already finished" in res.output
+    victim = out / "synthetic" / "cam-max+big" / "seed1"
+    (victim / "eval.json").unlink()
+    (victim / "status.json").write_text(json.dumps({"state": "running"}))
+    before = (victim / "metrics.jsonl").read_text().splitlines()[0]
+    res = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)])
+    assert res.exit_code == 0 and "resuming" in res.output and "1 ran, 5 already finished" in res.output
+    assert (victim / "metrics.jsonl").read_text().splitlines()[0] == before  # epoch 1 kept, not redone
+    again = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)])
+    assert "0 ran, 6 already finished" in again.output  # nothing left to do
+    tables = CliRunner().invoke(main, ["tables", "--runs", str(out), "--out", str(tmp_path / "t")])
+    assert tables.exit_code == 0 and "6 finished run(s)" in tables.output
+
+
+def test_bad_sweep_files_are_clear(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"methods": ["cam-avg"], "datasets": ["synthetic"], "seeds": [0], "sets": []}))
+    res = CliRunner().invoke(main, ["sweep", str(bad)])
+    assert res.exit_code == 2 and "unknown key" in res.output
+    res = CliRunner().invoke(main, ["sweep", str(write_spec(tmp_path)), "--shard", "4/4"])
+    assert res.exit_code == 2 and "0 <= i < n" in res.output

@@ -1,0 +1,143 @@
+"""Sweeps: a YAML grid (methods x data sets x seeds, plus tagged variants) expanded into runs.
+
+    methods: [cam-avg, minmax]          # registered names
+    datasets: [glas, synthetic]
+    seeds: [0, 1, 2]
+    out: results/runs                   # optional; the CLI's --out wins
+    set: [train.progress=false]         # overrides for every run
+    datasets_set: {glas: [data.root=../shared/data/glas]}   # per data set
+    methods_set: {minmax: [model.backbone=test_resnet]}      # per method
+    variants:                           # extra runs: a method with a tag and overrides
+      - {method: minmax, tag: noerase, set: [model.erase_depth=0]}
+
+Finished runs are skipped, interrupted ones resumed; ``--shard i/n`` keeps the grid entries
+whose index is i modulo n, so n machines (or a SLURM array) split the grid without talking.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wslbench.config import load_yaml, resolve
+from wslbench.errors import ConfigError, WslbenchError
+
+KEYS = {"methods", "datasets", "seeds", "out", "set", "datasets_set", "methods_set", "variants", "description"}
+
+
+@dataclass(frozen=True)
+class Job:
+    method: str
+    dataset: str
+    seed: int
+    tag: str | None = None
+    overrides: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}/{self.method}{'+' + self.tag if self.tag else ''}/seed{self.seed}"
+
+
+def expand(spec: dict) -> list[Job]:
+    """The grid in a fixed order: data sets, then methods (variants after their method), then seeds."""
+    unknown = set(spec) - KEYS
+    if unknown:
+        raise ConfigError(f"sweep: unknown key(s) {sorted(unknown)}; known: {sorted(KEYS)}")
+    for key in ("methods", "datasets", "seeds"):
+        if not spec.get(key):
+            raise ConfigError(f"sweep: '{key}' must be a non-empty list")
+    common = list(spec.get("set") or [])
+    variants = spec.get("variants") or []
+    jobs = []
+    for ds in spec["datasets"]:
+        ds_set = list((spec.get("datasets_set") or {}).get(ds, []))
+        rows = [(m, None, []) for m in spec["methods"]]
+        for v in variants:
+            if "method" not in v or "tag" not in v:
+                raise ConfigError(f"sweep: a variant needs 'method' and 'tag': {v}")
+            rows.append((v["method"], v["tag"], list(v.get("set") or [])))
+        for method, tag, extra in rows:
+            m_set = list((spec.get("methods_set") or {}).get(method, []))
+            for seed in spec["seeds"]:
+                jobs.append(Job(method, ds, int(seed), tag, tuple(common + ds_set + m_set + extra)))
+    return jobs
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    if not 0 <= i < n:
+        raise ConfigError(f"--shard {text}: need 0 <= i < n")
+    return i, n
+
+
+def shard(jobs: list[Job], i: int, n: int) -> list[Job]:
+    return [j for k, j in enumerate(jobs) if k % n == i]
+
+
+def job_config(job: Job):
+    return resolve(job.method, job.dataset, overrides=list(job.overrides), cli={"seed": job.seed, "tag": job.tag})
+
+
+def job_state(run_dir: Path) -> str:
+    """finished | resume | new."""
+    import json
+
+    status, ev = run_dir / "status.json", run_dir / "eval.json"
+    if status.is_file() and ev.is_file():
+        try:
+            if json.loads(status.read_text()).get("state") == "finished":
+                return "finished"
+        except ValueError:
+            pass
+    return "resume" if (run_dir / "last.pt").is_file() else "new"
+
+
+def load_spec(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep file not found: {path}")
+    return load_yaml(path)
+
+
+def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None = None, dry_run: bool = False,
+              echo=print) -> dict:
+    """Run (or list, with ``dry_run``) this shard's jobs; returns counts per outcome."""
+    from wslbench.train import run
+
+    spec = load_spec(path)
+    out = out or spec.get("out") or "results/runs"
+    i, n = parse_shard(shard_text)
+    jobs = shard(expand(spec), i, n)
+    counts = {"finished": 0, "ran": 0, "failed": 0, "planned": 0}
+    failures = []
+    for k, job in enumerate(jobs, 1):
+        cfg = job_config(job)
+        run_dir = cfg.run_dir(out)
+        state = job_state(run_dir)
+        prefix = f"[{k}/{len(jobs)}] {job.name}"
+        if state == "finished":
+            counts["finished"] += 1
+            echo(f"{prefix}: finished, skipped")
+            continue
+        if dry_run:
+            counts["planned"] += 1
+            echo(f"{prefix}: would {'resume' if state == 'resume' else 'run'}  {' '.join(job.overrides)}")
+            continue
+        echo(f"{prefix}: {'resuming' if state == 'resume' else 'running'}")
+        try:
+            run(cfg, out=out, resume=state == "resume")
+            counts["ran"] += 1
+        except WslbenchError as exc:
+            from wslbench.errors import RunInterrupted
+
+            if isinstance(exc, RunInterrupted):
+                raise
+            counts["failed"] += 1
+            failures.append(f"{job.name}: {exc}")
+            echo(f"{prefix}: FAILED: {exc}")
+    counts["failures"] = failures
+    return counts

@@ -74,3 +74,31 @@ def test_bad_sweep_files_are_clear(tmp_path):
     assert res.exit_code == 2 and "unknown key" in res.output
     res = CliRunner().invoke(main, ["sweep", str(write_spec(tmp_path)), "--shard", "4/4"])
     assert res.exit_code == 2 and "0 <= i < n" in res.output
+
+
+def test_sigterm_stops_the_sweep_cleanly(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = tmp_path / "long.yaml"
+    spec.write_text(yaml.safe_dump({"methods": ["cam-avg"], "datasets": ["synthetic"], "seeds": [0, 1, 2, 3],
+                                    "set": TINY[:-1] + ["train.epochs=3", "data.n_train=64"]}))
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "wslbench.cli", "sweep", str(spec), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    t0 = time.time()
+    while not (out / "synthetic" / "cam-avg" / "seed0" / "last.pt").exists():
+        assert proc.poll() is None and time.time() - t0 < 120
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert "run the same command again" in err or "--resume" in err
+    assert "Traceback" not in err
+    assert not (out / "synthetic" / "cam-avg" / "seed3").exists()  # later runs not started
+    res = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)])
+    assert res.exit_code == 0 and "already finished" in res.output and len(list(out.glob("*/*/seed*/eval.json"))) == 4

@@ -106,7 +106,9 @@ def load_spec(path: str | Path) -> dict:
 def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None = None, dry_run: bool = False,
               echo=print) -> dict:
     """Run (or list, with ``dry_run``) this shard's jobs; returns counts per outcome."""
+    from wslbench.errors import RunInterrupted
     from wslbench.train import run
+    from wslbench.train.trainer import stop_requested
 
     spec = load_spec(path)
     out = out or spec.get("out") or "results/runs"
@@ -131,13 +133,13 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
         try:
             run(cfg, out=out, resume=state == "resume")
             counts["ran"] += 1
+        except RunInterrupted:
+            raise
         except WslbenchError as exc:
-            from wslbench.errors import RunInterrupted
-
-            if isinstance(exc, RunInterrupted):
-                raise
             counts["failed"] += 1
             failures.append(f"{job.name}: {exc}")
             echo(f"{prefix}: FAILED: {exc}")
+        if stop_requested():
+            raise RunInterrupted(f"sweep stopped by a signal after {job.name}; run the same command again to continue")
     counts["failures"] = failures
     return counts

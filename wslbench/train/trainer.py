@@ -86,6 +86,14 @@ def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
     return out
 
 
+# One flag per process: a signal asks every run of this process (and a sweep) to stop.
+_STOP = {"requested": False}
+
+
+def stop_requested() -> bool:
+    return _STOP["requested"]
+
+
 class Trainer:
     """Build data + method from a RunConfig, train, checkpoint, evaluate."""
 
@@ -280,9 +288,9 @@ class Trainer:
 
     # --- interrupts ---------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
-        if self._stop_requested:  # second signal: leave at once
+        if _STOP["requested"]:  # second signal: leave at once
             raise KeyboardInterrupt
-        self._stop_requested = True
+        _STOP["requested"] = True
         if self.dist.is_main:
             print(f"\n{signal.Signals(signum).name}: finishing the current step, then saving a checkpoint "
                   "(send it again to quit at once)", file=sys.stderr, flush=True)
@@ -290,8 +298,8 @@ class Trainer:
     def _stop_agreed(self) -> bool:
         """Every rank stops at the same step when any rank was signalled."""
         if not self.dist.enabled:
-            return self._stop_requested
-        flag = reduce_sum([float(self._stop_requested)], self.dist, self.device)[0]
+            return _STOP["requested"]
+        flag = reduce_sum([float(_STOP["requested"])], self.dist, self.device)[0]
         return flag > 0
 
     def _save_interrupt(self, epoch: int, partial: dict) -> None:
@@ -341,7 +349,8 @@ class Trainer:
         lock = RunLock(self.run_dir) if self.dist.is_main else None
         if lock is not None:
             lock.acquire()
-        self._stop_requested = False
+        if _STOP["requested"]:
+            raise RunInterrupted(f"not starting {self.run_dir}: this process was asked to stop")
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -53,3 +53,30 @@ def test_help_documents_every_run_option():
     r = CliRunner().invoke(main, ["run", "--help"])
     for opt in ("--method", "--dataset", "--config", "--seed", "--epochs", "--device", "--data-root", "--out", "--resume", "--set"):
         assert opt in r.output
+
+
+def test_every_command_has_help_for_each_option():
+    import click
+
+    def walk(group, prefix=()):
+        for name, cmd in group.commands.items():
+            if isinstance(cmd, click.Group):
+                yield from walk(cmd, prefix + (name,))
+            else:
+                yield prefix + (name,), cmd
+
+    seen = set()
+    for path, cmd in walk(main):
+        seen.add(" ".join(path))
+        assert cmd.help, f"{path} has no docstring"
+        r = CliRunner().invoke(main, [*path, "--help"])
+        assert r.exit_code == 0
+        for param in cmd.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"{' '.join(path)} {param.opts} has no help text"
+    assert {"run", "eval", "list", "tables", "figures", "sweep", "data check"} <= seen
+
+
+def test_unknown_dataset_in_data_check_lists_known_ones():
+    r = CliRunner().invoke(main, ["data", "check", "flowers"])
+    assert r.exit_code == 2 and "Known datasets:" in r.output and "oxf" in r.output

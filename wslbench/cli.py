@@ -109,7 +109,8 @@ def eval_cmd(run_dir, crf, device, checkpoint):
 @main.command()
 @click.option("--runs", "runs_dir", type=click.Path(file_okay=False), default="results/runs", show_default=True,
               help="Root of the run folders (<runs>/<dataset>/<method>/seed<k>/).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results/tables", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results/tables", show_default=True,
+              help="Folder for table<k>.tex / .md / .csv and tables.md.")
 @click.option("--format", "formats", type=click.Choice(["latex", "markdown", "csv"]), multiple=True,
               help="Output format(s); repeatable (default: latex and markdown).")
 @friendly_errors
@@ -125,9 +126,11 @@ def tables(runs_dir, out_dir, formats):
 
 
 @main.command()
-@click.option("--runs", "runs_dir", type=click.Path(file_okay=False), default="results/runs", show_default=True)
+@click.option("--runs", "runs_dir", type=click.Path(file_okay=False), default="results/runs", show_default=True,
+              help="Root of the run folders.")
 @click.option("--dataset", "-d", required=True, help="Data set whose runs to compare.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results/figures", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results/figures", show_default=True,
+              help="Folder for <dataset>_pr.png/.pdf and <dataset>_masks.png/.pdf.")
 @click.option("--images", "n_images", type=int, default=6, show_default=True, help="Rows of the mask comparison grid.")
 @click.option("--data-root", type=click.Path(), default=None, help="Data folder (default: the one the runs used).")
 @friendly_errors

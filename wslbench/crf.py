@@ -5,8 +5,8 @@ Gaussian (position) and one bilateral (position + colour) pairwise term. Compati
 kernel widths per data set in experiments/<dataset>/dataset.yaml (their crf_params.py)."""
 from __future__ import annotations
 
+import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -48,6 +48,15 @@ def refine_many(pairs: list[tuple[np.ndarray, np.ndarray]], workers: int | None 
     jobs = [(pair, params) for pair in pairs]
     if workers <= 1 or len(pairs) < 2:
         return [_refine_star(j) for j in tqdm(jobs, desc="crf", disable=not progress)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(tqdm(pool.map(_refine_star, jobs, chunksize=max(1, len(jobs) // (4 * workers))),
-                         total=len(jobs), desc="crf", disable=not progress))
+    pool = multiprocessing.Pool(workers)
+    try:
+        out = list(tqdm(pool.imap(_refine_star, jobs, chunksize=max(1, len(jobs) // (8 * workers))),
+                        total=len(jobs), desc="crf", disable=not progress))
+    except BaseException:  # Ctrl-C / a second SIGTERM: stop the workers now, not after their chunks
+        pool.terminate()
+        raise
+    else:
+        pool.close()
+    finally:
+        pool.join()
+    return out

@@ -12,10 +12,20 @@ import sys
 
 import pytest
 
-ARGS = ["run", "--method", "cam-avg", "--dataset", "synthetic", "--epochs", "2",
+COMMON = ["--dataset", "synthetic", "--epochs", "2",
         "--set", "model.backbone=test_efficientnet_gn", "--set", "model.output_stride=null",
         "--set", "data.n_train=32", "--set", "data.n_val=16", "--set", "data.n_test=16",
         "--set", "data.image_size=64", "--set", "data.batch_size=16", "--set", "train.progress=false"]
+METHODS = {
+    "cam-avg": [],
+    # min-max with erasing from the first step; the pseudo mask normalised per image (with the
+    # authors' batch-wide normalisation, M+ depends on which images share a process's batch)
+    # NF-Net trunk: no activation normalisation at all. (GroupNorm is unusable here: a sample
+    # that earns no trust gets M_bar = 0, and an all-zero x+ through GroupNorm has zero
+    # variance, whose gradient blows up to ~1e25 over the layers; BatchNorm pools the batch.)
+    "minmax": ["--set", "model.erase_depth=2", "--set", "model.erase_start_epoch=0", "--set", "model.mask_norm=image",
+               "--set", "model.backbone=test_nfnet"],
+}
 
 
 def free_port() -> int:
@@ -24,12 +34,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def history(out):
-    d = out / "synthetic" / "cam-avg" / "seed0"
+def history(out, method):
+    d = out / "synthetic" / method / "seed0"
     return [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()], json.loads((d / "eval.json").read_text())
 
 
-def test_two_process_gloo_equals_one_process(tmp_path):
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_two_process_gloo_equals_one_process(tmp_path, method):
+    ARGS = ["run", "--method", method, *COMMON, *METHODS[method]]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     one = subprocess.run([sys.executable, "-m", "wslbench.cli", *ARGS, "--out", str(tmp_path / "one")],
                          capture_output=True, text=True, env=env, timeout=300)
@@ -39,13 +51,16 @@ def test_two_process_gloo_equals_one_process(tmp_path):
                           "-m", "wslbench.cli", *ARGS, "--out", str(tmp_path / "two")],
                          capture_output=True, text=True, env=env, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
-    h1, ev1 = history(tmp_path / "one")
-    h2, ev2 = history(tmp_path / "two")
+    h1, ev1 = history(tmp_path / "one", method)
+    h2, ev2 = history(tmp_path / "two", method)
     assert len(h1) == len(h2) == 2
     for a, b in zip(h1, h2):
         assert a["val_error"] == b["val_error"]
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
     assert ev1["cls_error"] == ev2["cls_error"]
     assert ev1["f1_pos"] == pytest.approx(ev2["f1_pos"], abs=1e-3)
-    env2 = json.loads((tmp_path / "two" / "synthetic" / "cam-avg" / "seed0" / "env.json").read_text())
+    if method == "minmax":  # erasing ran, and the same number of steps on average
+        assert h1[0]["train_erase_steps"] > 0
+        assert h1[0]["train_erase_steps"] == pytest.approx(h2[0]["train_erase_steps"])
+    env2 = json.loads((tmp_path / "two" / "synthetic" / method / "seed0" / "env.json").read_text())
     assert env2.get("world_size") == 2

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def run(method, dataset, config_files, overrides, seed, epochs, device, data_roo
              "train.deterministic": deterministic},
     )
     run_dir = cfg.run_dir(out)
-    click.echo(f"run folder: {run_dir}", err=True)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks
+        click.echo(f"run folder: {run_dir}", err=True)
     result = run_training(cfg, out=out, resume=resume)
     _print_result(result, run_dir)
 

@@ -72,13 +72,13 @@ def _finished_runs(runs_dir: Path, dataset: str) -> dict[str, list[Path]]:
 
 def compare_pr(runs_dir: str | Path, dataset: str, out_dir: str | Path) -> list[Path]:
     """Average PR curves of every method on ``dataset`` (mean over seeds)."""
-    from wslbench.tables import METHOD_NAMES
+    from wslbench.tables import display_name
 
     curves = {}
     for variant, paths in _finished_runs(Path(runs_dir), dataset).items():
         frames = [pd.read_csv(p / "pr_curve.csv") for p in paths if (p / "pr_curve.csv").is_file()]
         if frames:
-            curves[METHOD_NAMES.get(variant, variant)] = pd.concat(frames).groupby("recall", as_index=False).mean()
+            curves[display_name(variant)] = pd.concat(frames).groupby("recall", as_index=False).mean()
     if not curves:
         return []
     return plot_pr(curves, Path(out_dir) / f"{dataset}_pr", title=dataset)
@@ -97,7 +97,7 @@ def visual_grid(runs_dir: str | Path, dataset: str, out_dir: str | Path, n_image
 
     from wslbench.config import LOADER_KEYS, from_dict, yaml_load
     from wslbench.registry import create_dataset
-    from wslbench.tables import METHOD_NAMES
+    from wslbench.tables import display_name
 
     runs = _finished_runs(Path(runs_dir), dataset)
     if not runs:
@@ -108,7 +108,7 @@ def visual_grid(runs_dir: str | Path, dataset: str, out_dir: str | Path, n_image
     test = create_dataset(dataset, split="test", root=data_root or cfg.data.get("root"), augment=False, cache=None,
                           **{k: v for k, v in kwargs.items() if k != "cache"})
     picks = np.linspace(0, len(test) - 1, min(n_images, len(test))).round().astype(int)
-    columns = ["image", "ground truth"] + [METHOD_NAMES.get(v, v) for v in runs]
+    columns = ["image", "ground truth"] + [display_name(v) for v in runs]
     plt = _plt()
     fig, axes = plt.subplots(len(picks), len(columns), figsize=(1.9 * len(columns), 1.7 * len(picks)), squeeze=False)
     for r, idx in enumerate(picks):

@@ -35,6 +35,11 @@ NOERASE = "minmax-noerase"
 VARIANT_NAMES = {"minmax": "with erasing (u > 0)", NOERASE: "without erasing (u = 0)"}
 
 
+def display_name(variant: str) -> str:
+    """How a method (or the min-max no-erasing variant) is named in tables and figures."""
+    return {**METHOD_NAMES, NOERASE: "Ours, no erasing"}.get(variant, variant)
+
+
 def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
     """One row per finished run: dataset, method, variant, tag, seed, metrics, path."""
     rows = []

@@ -151,3 +151,31 @@ def test_cub_missing_segmentation_is_named(cub_root, tmp_path):
     idx = idx or [i for i, r in enumerate(target.records) if r.id == victim]
     with pytest.raises(DataError, match="segmentations.tgz"):
         target.raw(idx[0])
+
+
+def test_archive_checksums_verified(tmp_path):
+    import hashlib
+
+    from wslbench.data import archives
+
+    good = b"official bytes"
+    (tmp_path / "setid.mat").write_bytes(good)
+    (tmp_path / "imagelabels.mat").write_bytes(b"tampered")
+    fake = [archives.Archive("setid.mat", "https://example.org/setid.mat", hashlib.md5(good).hexdigest()),
+            archives.Archive("imagelabels.mat", "https://example.org/imagelabels.mat", hashlib.md5(good).hexdigest()),
+            archives.Archive("102flowers.tgz", "https://example.org/102flowers.tgz", "0" * 32)]
+    saved = archives.ARCHIVES["oxf"]
+    archives.ARCHIVES["oxf"] = fake
+    try:
+        res = CliRunner().invoke(main, ["data", "check", "oxf", "--archives", str(tmp_path)])
+    finally:
+        archives.ARCHIVES["oxf"] = saved
+    assert res.exit_code == 2
+    assert "setid.mat: md5 OK" in res.output
+    assert "checksum mismatch" in res.output and "imagelabels.mat" in res.output
+    assert "archive not found" in res.output and "102flowers.tgz" in res.output
+
+
+def test_missing_cub_root_lists_downloads_with_checksums(tmp_path):
+    res = _check(["cub", "--data-root", str(tmp_path / "none")])
+    assert_clear(res, "CUB_200_2011.tgz", "97eceeb196236b17998738112f37df78", "segmentations.tgz")

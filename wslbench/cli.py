@@ -176,16 +176,26 @@ def data():
               help="Folder holding the data set in its official layout (default: $WSLBENCH_DATA/<dataset>).")
 @click.option("--deep/--no-deep", default=True, show_default=True,
               help="Also decode every image and mask and verify SHA256SUMS when the folder has one.")
+@click.option("--archives", type=click.Path(file_okay=False), default=None,
+              help="Folder holding the downloaded archives (.tgz/.mat): verify their published checksums.")
 @friendly_errors
-def data_check(dataset, data_root, deep):
+def data_check(dataset, data_root, deep, archives):
     """Verify DATASET's layout, counts, split record and (with --deep) every file."""
-    import os
-
     from wslbench.config import resolve
     from wslbench.config import LOADER_KEYS
     from wslbench.registry import dataset_entry
 
     cls = dataset_entry(dataset).obj
+    if archives is not None:
+        from wslbench.data.archives import verify_archives
+
+        ok, bad = verify_archives(dataset, archives)
+        for line in ok:
+            click.echo(line)
+        if bad:
+            raise WslbenchError(f"{dataset} archives in {archives}:\n" + "\n".join(f"  - {p}" for p in bad))
+        if data_root is None:
+            return
     if data_root is None and os.environ.get("WSLBENCH_DATA"):
         data_root = str(Path(os.environ["WSLBENCH_DATA"]) / dataset)
     cfg = resolve("all-ones", dataset)

@@ -215,18 +215,25 @@ class OfficialLayoutDataset(WSLDataset):
         raise NotImplementedError
 
     @classmethod
+    def help_text(cls) -> str:
+        """The expected tree, where to download it and the archives' checksums."""
+        from wslbench.data.archives import describe
+
+        return "\n".join(t for t in (cls.layout_help, describe(cls.name)) if t)
+
+    @classmethod
     def require_root(cls, root) -> Path:
         if root is None:
-            raise DataError(f"{cls.name}: no data root given: pass --data-root PATH or set $WSLBENCH_DATA.\n{cls.layout_help}")
+            raise DataError(f"{cls.name}: no data root given: pass --data-root PATH or set $WSLBENCH_DATA.\n{cls.help_text()}")
         root = Path(root).expanduser()
         if not root.is_dir():
-            raise DataError(f"{cls.name}: data root {root} does not exist.\n{cls.layout_help}")
+            raise DataError(f"{cls.name}: data root {root} does not exist.\n{cls.help_text()}")
         return root
 
     @classmethod
     def require_file(cls, path: Path) -> Path:
         if not path.is_file():
-            raise DataError(f"{cls.name}: missing {path}.\n{cls.layout_help}")
+            raise DataError(f"{cls.name}: missing {path}.\n{cls.help_text()}")
         return path
 
     @classmethod

@@ -69,7 +69,7 @@ class CubDataset(OfficialLayoutDataset):
             mask = (root / "segmentations" / rel).with_suffix(".png")
             rows.append((Record(rel.rsplit(".", 1)[0], remap[c], image, mask), "train" if is_train[img_id] == "1" else "test"))
         if not rows:
-            raise DataError(f"{cls.name}: no images found in {root / 'images.txt'}.\n{cls.layout_help}")
+            raise DataError(f"{cls.name}: no images found in {root / 'images.txt'}.\n{cls.help_text()}")
         return rows
 
     def _records(self, split):
@@ -82,9 +82,9 @@ class CubDataset(OfficialLayoutDataset):
 
     def _load(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
         if not Path(record.image).is_file():
-            raise DataError(f"{self.name}: missing image {record.image}.\n{self.layout_help}")
+            raise DataError(f"{self.name}: missing image {record.image}.\n{self.help_text()}")
         if not Path(record.mask).is_file():
-            raise DataError(f"{self.name}: missing segmentation {record.mask} (from segmentations.tgz).\n{self.layout_help}")
+            raise DataError(f"{self.name}: missing segmentation {record.mask} (from segmentations.tgz).\n{self.help_text()}")
         return read_rgb(record.image), read_gray(record.mask) >= 128
 
 

@@ -58,7 +58,7 @@ class GlasDataset(OfficialLayoutDataset):
                 raise DataError(f"glas: unknown label {grade!r} for {name} in {root / 'Grade.csv'} (expected {CLASS_NAMES})")
             image, mask = _find(root, name), _find(root, f"{name}_anno")
             if image is None:
-                raise DataError(f"glas: missing image {root / name}.bmp|png listed in Grade.csv.\n{cls.layout_help}")
+                raise DataError(f"glas: missing image {root / name}.bmp|png listed in Grade.csv.\n{cls.help_text()}")
             if mask is None:
                 raise DataError(f"glas: missing mask {root / name}_anno.bmp|png for image {image}")
             split = "train" if name.startswith("train_") else "test"
@@ -67,7 +67,7 @@ class GlasDataset(OfficialLayoutDataset):
         if counts != {"train": N_TRAIN, "test": N_TEST}:
             raise DataError(
                 f"glas: found {counts['train']} train and {counts['test']} test images in {root}, the official "
-                f"release has {N_TRAIN} and {N_TEST}.\n{cls.layout_help}"
+                f"release has {N_TRAIN} and {N_TEST}.\n{cls.help_text()}"
             )
         return rows
 

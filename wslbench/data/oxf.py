@@ -66,5 +66,5 @@ class OxfordFlowersDataset(OfficialLayoutDataset):
     def _load(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
         for path in (record.image, record.mask):
             if not Path(path).is_file():
-                raise DataError(f"oxf: missing file {path}.\n{self.layout_help}")
+                raise DataError(f"oxf: missing file {path}.\n{self.help_text()}")
         return read_rgb(record.image), foreground_from_segmim(read_rgb(record.mask), self.options.get("blue_tolerance", BLUE_TOLERANCE))

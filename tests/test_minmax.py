@@ -180,9 +180,10 @@ def test_erase_depth_zero_is_the_plain_minmax_step():
         torch.testing.assert_close(g[n], gr[n], rtol=1e-4, atol=1e-6)
 
 
-def test_erasing_gradients_match_single_backward_reference():
+@pytest.mark.parametrize("rule", ["paper", "code"])
+def test_erasing_gradients_match_single_backward_reference(rule):
     u = 3
-    model = tiny_model(erase_depth=u, weight_loc=0.7, weight_neg=1.3)
+    model = tiny_model(erase_depth=u, weight_loc=0.7, weight_neg=1.3, trust_rule=rule)
     ref = copy.deepcopy(model)
     b = batch()
     out = model.training_step(b)
@@ -200,7 +201,7 @@ def test_erasing_gradients_match_single_backward_reference():
         p = scores_f.detach().softmax(1)
         right = (p.argmax(1) == y).float()
         trust = math.exp(-t / 10.0) * right * (per.detach() <= loss0).float() * p.max(1).values * active
-        active = torch.minimum(active, right)
+        active = torch.minimum(active, right) if rule == "code" else active * (trust != 0).float()
         m_acc = torch.maximum(m_acc, trust.view(-1, 1, 1) * ref.mask(cont))
         keep = (trust != 0).float().view(-1, 1, 1, 1)
         x = x * (1 - m_acc.unsqueeze(1)) * keep + x * (1 - keep)

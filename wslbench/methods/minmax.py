@@ -105,7 +105,7 @@ class MinMax(Method):
         erase_depth: int = 4,
         erase_slope: float = 10.0,
         erase_start_epoch: int = 1,
-        trust_rule: str = "code",
+        trust_rule: str = "paper",
         weight_pos: float = 1.0,
         weight_neg: float = 1.0,
         weight_loc: float = 1.0,

@@ -1,12 +1,14 @@
 """Data-loader throughput on the real GlaS train split with the training transforms
 (480x480 patches, flips, rotations, colour jitter), images/s: decoded-image cache in the parent
-process (shared by forked workers) vs decoding every file on every access.
+process (shared by forked workers), decoded arrays cached on disk (``cache: disk``, meant for
+CUB-sized sets), and decoding every file on every access.
 
     python benchmarks/loader_throughput.py [--data-root ../shared/data/glas] [--workers 2] [--epochs 2]
 """
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 
 from torch.utils.data import DataLoader
@@ -15,10 +17,10 @@ from wslbench.config import LOADER_KEYS, resolve
 from wslbench.registry import create_dataset
 
 
-def throughput(cache: str | None, root: str, workers: int, epochs: int, batch: int) -> float:
+def throughput(cache: str | None, root: str, workers: int, epochs: int, batch: int, cache_dir=None) -> float:
     cfg = resolve("cam-avg", "glas")
     kwargs = {k: v for k, v in cfg.data.items() if k not in LOADER_KEYS and k != "cache"}
-    ds = create_dataset("glas", split="train", root=root, cache=cache, **kwargs)
+    ds = create_dataset("glas", split="train", root=root, cache=cache, cache_dir=cache_dir, **kwargs)
     ds.set_epoch(0, 0)
     ds.preload()  # no-op without the memory cache
     loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers)
@@ -38,8 +40,12 @@ def main() -> None:
     args = p.parse_args()
     cached = throughput("memory", args.data_root, args.workers, args.epochs, args.batch)
     uncached = throughput(None, args.data_root, args.workers, args.epochs, args.batch)
+    with tempfile.TemporaryDirectory() as tmp:
+        throughput("disk", args.data_root, args.workers, 1, args.batch, tmp)  # fill the cache
+        disk = throughput("disk", args.data_root, args.workers, args.epochs, args.batch, tmp)
     print(f"GlaS train, {args.workers} workers, batch {args.batch}, {args.epochs} epochs: "
-          f"cached {cached:.1f} img/s, uncached {uncached:.1f} img/s, ratio {cached / uncached:.2f}x")
+          f"memory cache {cached:.1f} img/s, disk cache {disk:.1f} img/s, uncached {uncached:.1f} img/s; "
+          f"ratios memory/uncached {cached / uncached:.2f}x, disk/uncached {disk / uncached:.2f}x")
 
 
 if __name__ == "__main__":

@@ -179,3 +179,29 @@ def test_archive_checksums_verified(tmp_path):
 def test_missing_cub_root_lists_downloads_with_checksums(tmp_path):
     res = _check(["cub", "--data-root", str(tmp_path / "none")])
     assert_clear(res, "CUB_200_2011.tgz", "97eceeb196236b17998738112f37df78", "segmentations.tgz")
+
+
+def test_disk_cache_serves_decoded_arrays_and_notices_changed_files(cub_root, tmp_path):
+    import os
+    import time
+
+    root, truth = cub_root
+    cache = tmp_path / "cache"
+    ds = CubDataset(split="test", root=root, cache="disk", cache_dir=cache, **NO_RECORD)
+    first = ds.raw(0)
+    files = list(cache.rglob("*.npz"))
+    assert len(files) == 1
+    rec = ds.records[0]
+    image_path = rec.image
+    original = image_path.read_bytes()
+    image_path.write_bytes(b"broken")  # newer than the cache: must be decoded again
+    os.utime(image_path, (time.time() + 5, time.time() + 5))
+    with pytest.raises(DataError, match="corrupt"):
+        ds.raw(0)
+    image_path.write_bytes(original)
+    os.utime(image_path, (time.time() - 100, time.time() - 100))  # older than the cache
+    again = CubDataset(split="test", root=root, cache="disk", cache_dir=cache, **NO_RECORD).raw(0)
+    np.testing.assert_array_equal(again[0], first[0])
+    np.testing.assert_array_equal(again[1], first[1])
+    image_path.unlink()  # served from the cache alone
+    np.testing.assert_array_equal(ds.raw(0)[0], first[0])

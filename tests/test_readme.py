@@ -11,3 +11,16 @@ def test_ci_runs_the_readme_test_command():
     assert "export HF_HUB_OFFLINE=1" in ci
     assert "pip install -q -c constraints.txt -e \".[test]\"" in "\n".join(ci)
     assert "pip install -c constraints.txt -e \".[test]\"" in readme
+
+
+def test_default_run_folder_is_not_in_git():
+    """A clone starts with an empty results/runs/, so the README's first command can run there
+    (a finished run is never overwritten); recorded runs live in results/records/."""
+    import subprocess
+
+    from conftest import REPO
+
+    tracked = subprocess.run(["git", "-C", str(REPO), "ls-files", "results/runs"], capture_output=True, text=True)
+    assert tracked.returncode == 0 and tracked.stdout.strip() == ""
+    ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", "results/runs/synthetic/minmax/seed0/eval.json"])
+    assert ignored.returncode == 0

@@ -112,16 +112,39 @@ class WSLDataset(Dataset):
         """Decoded (image uint8 HWC, mask bool HW), untransformed; cached when enabled."""
         if index in self._cache:
             return self._cache[index]
-        image, mask = self._load(self.records[index])
+        rec = self.records[index]
+        disk = self._disk_path(rec) if self.cache_mode == "disk" else None
+        if disk is not None and disk.is_file() and self._fresh(disk, rec):
+            with np.load(disk) as z:
+                return z["image"], z["mask"]
+        image, mask = self._load(rec)
         if image.shape[:2] != mask.shape[:2]:
-            rec = self.records[index]
             raise DataError(
                 f"mask/image size mismatch for {rec.id}: image {image.shape[1]}x{image.shape[0]}, "
                 f"mask {mask.shape[1]}x{mask.shape[0]} ({rec.mask})"
             )
         if self.cache_mode == "memory":
             self._cache[index] = (image, mask)
+        elif disk is not None:
+            from wslbench.io import atomic_save
+
+            atomic_save(disk, lambda buf: np.savez(buf, image=image, mask=mask))
         return image, mask
+
+    # --- on-disk cache of decoded arrays (``cache: disk``), for sets too large for memory ----
+    def _disk_path(self, rec: Record) -> Path:
+        import hashlib
+        import os
+
+        base = self.cache_dir or Path(os.environ.get("WSLBENCH_CACHE", Path.home() / ".cache" / "wslbench"))
+        key = hashlib.sha1(f"{self.root}|{rec.id}".encode()).hexdigest()[:16]
+        return base / (getattr(self, "name", "") or type(self).__name__) / f"{key}.npz"
+
+    @staticmethod
+    def _fresh(cached: Path, rec: Record) -> bool:
+        """The cached arrays are newer than the image and mask files they came from."""
+        t = cached.stat().st_mtime
+        return all(not isinstance(p, Path) or not p.exists() or p.stat().st_mtime <= t for p in (rec.image, rec.mask))
 
     def set_epoch(self, epoch: int, seed: int) -> None:
         """Seed the augmentation of every sample from (seed, epoch, index): the patch, flips and

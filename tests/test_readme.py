@@ -24,3 +24,13 @@ def test_default_run_folder_is_not_in_git():
     assert tracked.returncode == 0 and tracked.stdout.strip() == ""
     ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", "results/runs/synthetic/minmax/seed0/eval.json"])
     assert ignored.returncode == 0
+
+
+def test_readme_table_is_the_generated_one():
+    """The table the README shows is the file `wslbench tables` wrote from the recorded runs."""
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    shown = readme.split("<!-- table2:begin -->")[1].split("<!-- table2:end -->")[0].strip()
+    assert shown == (REPO / "results" / "tables" / "table2.md").read_text().strip()
+    assert "GlaS F1+" in shown and "from scratch" in readme

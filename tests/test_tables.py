@@ -113,3 +113,32 @@ def test_tables_from_a_real_tiny_run(tiny, tmp_path):
 def test_missing_runs_dir_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(main, ["tables", "--runs", str(tmp_path / "none")])
     assert res.exit_code == 2 and "no run folder" in res.output
+
+
+def test_latex_parses_with_a_latex_parser_one_row_per_method(tmp_path):
+    from pylatexenc.latexwalker import LatexEnvironmentNode, LatexWalker
+
+    fabricate(tmp_path / "runs")
+    CliRunner().invoke(main, ["tables", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "t")])
+
+    def find(nodes, name):
+        for n in nodes or []:
+            if isinstance(n, LatexEnvironmentNode):
+                if n.environmentname == name:
+                    return n
+                found = find(n.nodelist, name)
+                if found is not None:
+                    return found
+        return None
+
+    tables = build_tables(collect_runs(tmp_path / "runs"))
+    for tab in tables:
+        tex = (tmp_path / "t" / f"table{tab.number}.tex").read_text()
+        nodes, _, _ = LatexWalker(tex, tolerant_parsing=False).get_latex_nodes()  # raises on bad LaTeX
+        tabular = find(nodes, "tabular")
+        assert tabular is not None and find(nodes, "table") is not None
+        body = tabular.latex_verbatim().split(r"\midrule")[1].split(r"\bottomrule")[0]
+        names = [line.split("&")[0].strip() for line in body.strip().splitlines()]
+        assert names == [n.replace("&", r"\&") for n in tab.rows]  # one row per method, in order
+        groups = tabular.latex_verbatim().count(r"\multicolumn")
+        assert groups == len(tab.groups) == len({r["dataset"] for r in collect_runs(tmp_path / "runs").to_dict("records")})

@@ -13,13 +13,13 @@ import time
 
 from torch.utils.data import DataLoader
 
-from wslbench.config import LOADER_KEYS, resolve
+from wslbench.config import dataset_options, resolve
 from wslbench.registry import create_dataset
 
 
 def throughput(cache: str | None, root: str, workers: int, epochs: int, batch: int, cache_dir=None) -> float:
     cfg = resolve("cam-avg", "glas")
-    kwargs = {k: v for k, v in cfg.data.items() if k not in LOADER_KEYS and k != "cache"}
+    kwargs = dataset_options(cfg.data, drop=("cache",))
     ds = create_dataset("glas", split="train", root=root, cache=cache, cache_dir=cache_dir, **kwargs)
     ds.set_epoch(0, 0)
     ds.preload()  # no-op without the memory cache

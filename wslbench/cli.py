@@ -181,8 +181,7 @@ def data():
 @friendly_errors
 def data_check(dataset, data_root, deep, archives):
     """Verify DATASET's layout, counts, split record and (with --deep) every file."""
-    from wslbench.config import resolve
-    from wslbench.config import LOADER_KEYS
+    from wslbench.config import dataset_options, resolve
     from wslbench.registry import dataset_entry
 
     cls = dataset_entry(dataset).obj
@@ -199,7 +198,7 @@ def data_check(dataset, data_root, deep, archives):
     if data_root is None and os.environ.get("WSLBENCH_DATA"):
         data_root = str(Path(os.environ["WSLBENCH_DATA"]) / dataset)
     cfg = resolve("all-ones", dataset)
-    options = {k: v for k, v in cfg.data.items() if k not in LOADER_KEYS and k not in ("cache",)}
+    options = dataset_options(cfg.data, drop=("cache",))
     kwargs = {"deep": deep, "progress": True} if hasattr(cls, "require_root") else {}
     problems = cls.check(data_root, **kwargs, **options)
     if problems:

@@ -108,6 +108,11 @@ DEFAULTS: dict[str, Any] = {
 LOADER_KEYS = ("root", "batch_size", "eval_batch_size", "num_workers")
 
 
+def dataset_options(data: dict, drop: tuple[str, ...] = ()) -> dict:
+    """The ``data:`` keys that are data-set keyword arguments (not the loader's), minus ``drop``."""
+    return {k: v for k, v in data.items() if k not in LOADER_KEYS and k not in drop}
+
+
 def experiments_dir() -> Path:
     """Where the YAML setups live: $WSLBENCH_EXPERIMENTS, the repository's experiments/, or ./experiments."""
     env = os.environ.get("WSLBENCH_EXPERIMENTS")

@@ -95,7 +95,7 @@ def visual_grid(runs_dir: str | Path, dataset: str, out_dir: str | Path, n_image
     """Rows = test images, columns = image, ground truth, each method's binary mask overlaid."""
     from PIL import Image
 
-    from wslbench.config import LOADER_KEYS, from_dict, yaml_load
+    from wslbench.config import dataset_options, from_dict, yaml_load
     from wslbench.registry import create_dataset
     from wslbench.tables import display_name
 
@@ -104,9 +104,8 @@ def visual_grid(runs_dir: str | Path, dataset: str, out_dir: str | Path, n_image
         return []
     first = next(iter(runs.values()))[0]
     cfg = from_dict(yaml_load((first / "config.yaml").read_text()))
-    kwargs = {k: v for k, v in cfg.data.items() if k not in LOADER_KEYS}
     test = create_dataset(dataset, split="test", root=data_root or cfg.data.get("root"), augment=False, cache=None,
-                          **{k: v for k, v in kwargs.items() if k != "cache"})
+                          **dataset_options(cfg.data, drop=("cache",)))
     picks = np.linspace(0, len(test) - 1, min(n_images, len(test))).round().astype(int)
     columns = ["image", "ground truth"] + [display_name(v) for v in runs]
     plt = _plt()

@@ -57,6 +57,18 @@ def atomic_save(path: str | Path, writer: Callable[[io.BytesIO], None]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def finished_result(run_dir: str | Path) -> dict | None:
+    """The eval.json of a run folder whose status.json says ``finished``; None otherwise
+    (never started, still running, interrupted, failed, or files unreadable)."""
+    run_dir = Path(run_dir)
+    try:
+        if json.loads((run_dir / "status.json").read_text()).get("state") != "finished":
+            return None
+        return json.loads((run_dir / "eval.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def append_jsonl(path: str | Path, record: dict) -> None:
     """Append one JSON line; a line is written with a single write call and flushed."""
     path = Path(path)

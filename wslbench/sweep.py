@@ -84,15 +84,10 @@ def job_config(job: Job):
 
 def job_state(run_dir: Path) -> str:
     """finished | resume | new."""
-    import json
+    from wslbench.io import finished_result
 
-    status, ev = run_dir / "status.json", run_dir / "eval.json"
-    if status.is_file() and ev.is_file():
-        try:
-            if json.loads(status.read_text()).get("state") == "finished":
-                return "finished"
-        except ValueError:
-            pass
+    if finished_result(run_dir) is not None:
+        return "finished"
     return "resume" if (run_dir / "last.pt").is_file() else "new"
 
 

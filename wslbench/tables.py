@@ -9,13 +9,14 @@ seeds with the number of seeds. Min-max runs with ``model.erase_depth = 0`` are 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
+
+from wslbench.io import finished_result
 
 #: display order and names, as in the paper
 METHOD_NAMES = {
@@ -45,10 +46,10 @@ def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
     rows = []
     for status in sorted(Path(runs_dir).glob("*/*/seed*/status.json")):
         run = status.parent
+        ev = finished_result(run)
+        if ev is None:
+            continue
         try:
-            if json.loads(status.read_text()).get("state") != "finished":
-                continue
-            ev = json.loads((run / "eval.json").read_text())
             cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
         except (OSError, ValueError, yaml.YAMLError):
             continue  # a run still being written or broken: not a table row

@@ -39,8 +39,9 @@ ARCHIVES: dict[str, list[Archive]] = {
 ARCHIVES["cub5"] = ARCHIVES["cub"]
 
 
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file, read in chunks (archives are GBs)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
@@ -63,7 +64,7 @@ def verify_archives(name: str, folder: str | Path) -> tuple[list[str], list[str]
             problems.append(f"archive not found: {path} (download {a.url})")
         elif a.md5 is None:
             ok.append(f"{a.filename}: present (no published checksum)")
-        elif md5sum(path) != a.md5:
+        elif file_digest(path, "md5") != a.md5:
             problems.append(f"checksum mismatch for {path}: expected md5 {a.md5} (corrupt or partial download)")
         else:
             ok.append(f"{a.filename}: md5 OK")

@@ -305,7 +305,7 @@ class OfficialLayoutDataset(WSLDataset):
 
 def verify_checksums(root: Path, progress: bool = False) -> list[str]:
     """Compare files with ``root/SHA256SUMS`` (``sha256sum`` format) when present."""
-    import hashlib
+    from wslbench.data.archives import file_digest
 
     sums = root / "SHA256SUMS"
     if not sums.is_file():
@@ -319,6 +319,6 @@ def verify_checksums(root: Path, progress: bool = False) -> list[str]:
         if not path.is_file():
             problems.append(f"missing file listed in SHA256SUMS: {path}")
             continue
-        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        if file_digest(path, "sha256") != digest:
             problems.append(f"checksum mismatch (corrupt or modified file): {path}")
     return problems

@@ -22,10 +22,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from wslbench.config import LOADER_KEYS, RunConfig, from_dict
+from wslbench.config import RunConfig, dataset_options, from_dict
 from wslbench.errors import ConfigError, RunInterrupted, TrainingDiverged, WslbenchError
 from wslbench.evaluate import autocast_for, classification_only, evaluate
-from wslbench.io import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml, read_jsonl
+from wslbench.io import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml, finished_result, read_jsonl
 from wslbench.registry import create_dataset, create_method
 from wslbench.train.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from wslbench.train.distributed import DistInfo, all_reduce_gradients, init_from_env, reduce_sum
@@ -131,7 +131,7 @@ class Trainer:
         return root
 
     def dataset(self, split: str, augment: bool | None = None):
-        kwargs = {k: v for k, v in self.cfg.data.items() if k not in LOADER_KEYS}
+        kwargs = dataset_options(self.cfg.data)
         return create_dataset(self.cfg.dataset, split=split, root=self.data_root(), augment=augment, **kwargs)
 
     def _build(self) -> None:
@@ -324,20 +324,10 @@ class Trainer:
         }
 
     # --- the run ------------------------------------------------------------------------------
-    def _finished_result(self) -> dict | None:
-        status, ev = self.run_dir / "status.json", self.run_dir / "eval.json"
-        if status.is_file() and ev.is_file():
-            try:
-                if json.loads(status.read_text()).get("state") == "finished":
-                    return json.loads(ev.read_text())
-            except ValueError:
-                return None
-        return None
-
     def fit(self) -> dict:
         """Train (or resume), then evaluate the best checkpoint on the test set. A finished run
         is never rewritten: without --resume it is refused, with --resume its result is returned."""
-        finished = self._finished_result()
+        finished = finished_result(self.run_dir)
         if finished is not None:
             if self.resume:
                 return finished if self.dist.is_main else {}

@@ -58,3 +58,17 @@ def test_upscale_min_side_keeps_ratio_and_leaves_large_images():
     assert set(torch.unique(msk).tolist()) <= {0, 1}  # nearest for the mask
     big = build_transform(train=False, resize_min_side=10)
     assert big(image, mask)[0].shape[1:] == (H, W)
+
+
+def test_scale_resizes_image_and_mask_together_in_every_split():
+    image = torch.zeros(3, H, W, dtype=torch.uint8)
+    mask = torch.zeros(H, W, dtype=torch.uint8)
+    mask[:6, :8] = 1  # the top-left quarter
+    image[:, :6, :8] = 255
+    for train in (False, True):
+        img, msk = build_transform(train=train, scale=0.5, mean=(0, 0, 0), std=(1, 1, 1))(image, mask)
+        assert img.shape[1:] == (6, 8) and msk.shape == (6, 8)
+        expected = torch.zeros(6, 8, dtype=torch.uint8)
+        expected[:3, :4] = 1
+        torch.testing.assert_close(msk, expected, rtol=0, atol=0)  # nearest: still the quarter
+        assert torch.all(img[:, :2, :3] == 1.0) and torch.all(img[:, 4:, 5:] == 0.0)  # away from the edge

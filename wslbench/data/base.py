@@ -52,6 +52,7 @@ class WSLDataset(Dataset):
         color_jitter: dict | None = None,
         affine: dict | None = None,
         resize_min_side: int | None = None,
+        scale: float | None = None,
         mean: tuple = IMAGENET_MEAN,
         std: tuple = IMAGENET_STD,
         cache: str | None = "memory",
@@ -80,6 +81,7 @@ class WSLDataset(Dataset):
             color_jitter=color_jitter,
             affine=affine,
             resize_min_side=resize_min_side,
+            scale=scale,
             mean=mean,
             std=std,
         )

@@ -47,8 +47,10 @@ def _texture(cls: int, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator)
     return ((proj % period) < period / 2).astype(np.float64)
 
 
-def make_image(rng: np.random.Generator, label: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One (image uint8 HxWx3, mask bool HxW) pair of class ``label``."""
+def make_image(rng: np.random.Generator, label: int, size: int,
+               region_radius: tuple[float, float] = (0.13, 0.26)) -> tuple[np.ndarray, np.ndarray]:
+    """One (image uint8 HxWx3, mask bool HxW) pair of class ``label``; the ellipse's semi-axes are
+    drawn in ``region_radius`` (fractions of the side)."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     img = 0.25 + 0.5 * _smooth_noise(rng, size, cells=4)
     # distractors: untextured rectangles and line segments
@@ -62,7 +64,7 @@ def make_image(rng: np.random.Generator, label: int, size: int) -> tuple[np.ndar
         pts = np.clip((p0 + n * (p1 - p0)).astype(int), 0, size - 1)
         img[pts[:, 0], pts[:, 1]] = rng.random(3)
     # the region of interest: a rotated ellipse filled with the class texture
-    ry, rx = rng.uniform(0.13, 0.26, 2) * size
+    ry, rx = rng.uniform(*region_radius, 2) * size
     cy, cx = rng.uniform(max(ry, rx) + 2, size - max(ry, rx) - 2, 2)
     ang = rng.uniform(0, np.pi)
     dy, dx = yy - cy, xx - cx
@@ -79,14 +81,15 @@ def make_image(rng: np.random.Generator, label: int, size: int) -> tuple[np.ndar
 
 
 @lru_cache(maxsize=4)
-def generate(seed: int, n_train: int, n_val: int, n_test: int, size: int, num_classes: int):
+def generate(seed: int, n_train: int, n_val: int, n_test: int, size: int, num_classes: int,
+             region_radius: tuple[float, float] = (0.13, 0.26)):
     """All splits at once, deterministic in every argument; balanced classes per split."""
     rng = np.random.default_rng(seed)
     out = {}
     for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
         labels = np.arange(n) % num_classes
         rng.shuffle(labels)
-        out[split] = [(int(lab), *make_image(rng, int(lab), size)) for lab in labels]
+        out[split] = [(int(lab), *make_image(rng, int(lab), size, region_radius)) for lab in labels]
     return out
 
 
@@ -105,6 +108,7 @@ class SyntheticDataset(WSLDataset):
         n_test: int = 90,
         image_size: int = 128,
         num_classes: int = 3,
+        region_radius=(0.13, 0.26),
         **kwargs,
     ):
         if not 2 <= num_classes <= len(CLASS_NAMES):
@@ -112,7 +116,7 @@ class SyntheticDataset(WSLDataset):
 
             raise ConfigError(f"synthetic num_classes must be 2 or 3, got {num_classes}")
         self.class_names = CLASS_NAMES[:num_classes]
-        self._data = generate(data_seed, n_train, n_val, n_test, image_size, num_classes)
+        self._data = generate(data_seed, n_train, n_val, n_test, image_size, num_classes, tuple(region_radius))
         kwargs.setdefault("cache", None)  # already in memory
         super().__init__(split=split, root=root, **kwargs)
 

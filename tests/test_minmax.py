@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -266,3 +267,20 @@ def test_ablation_reachable_from_overrides_and_trains(tiny):
 
     method = create_method("minmax", num_classes=2, **cfg.model)
     assert method.erase_depth == 0 and method.omega == 20.0
+
+
+def test_warns_for_per_sample_normalisation_trunk_whose_blank_input_gradient_explodes():
+    """An untrusted sample's x+ is all zeros; through GroupNorm its gradient explodes (BatchNorm: no)."""
+    grads = {}
+    for backbone in ("test_efficientnet_gn", "test_resnet"):
+        torch.manual_seed(0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = MinMax(3, backbone=backbone, dropout=0.0, classifier_scale=1.0)
+        warned = any("per sample" in str(w.message) for w in caught)
+        assert warned == (backbone == "test_efficientnet_gn")
+        blank = torch.zeros(2, 3, 64, 64)
+        model.train()
+        model.classify(blank).logsumexp(1).sum().backward()
+        grads[backbone] = max(p.grad.abs().max().item() for p in model.parameters() if p.grad is not None)
+    assert grads["test_efficientnet_gn"] > 1e6 and grads["test_resnet"] < 1e3

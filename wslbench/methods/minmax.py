@@ -17,6 +17,7 @@ deepmil/criteria.py (loss definitions, weights 1).
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -128,6 +129,13 @@ class MinMax(Method):
         if not 0 < classifier_scale <= 1:
             raise ConfigError(f"minmax: classifier_scale must be in (0, 1], got {classifier_scale}")
         self.trunk, channels = create_backbone(backbone, pretrained, output_stride)
+        if any(isinstance(m, (nn.GroupNorm, nn.LayerNorm)) for m in self.trunk.modules()):
+            warnings.warn(
+                f"minmax: the trunk {backbone!r} normalises per sample (GroupNorm/LayerNorm). A sample whose "
+                "accumulated mask is empty (trust 0 at t = 0) gives an all-zero x+, and the per-sample "
+                "normalisation of a constant has a 1/sqrt(eps) gradient per layer: training can diverge "
+                "(measured: gradients ~1e25 on test_efficientnet_gn). A BatchNorm trunk (the paper's ResNets) "
+                "does not have this problem.", RuntimeWarning, stacklevel=2)
         head = dict(num_classes=num_classes, modalities=int(modalities), kmax=kmax, kmin=kmin, alpha=alpha, dropout=dropout)
         self.headseg = WildcatHead(channels, **head)  # localizer f
         self.cl32 = WildcatHead(channels, **head)  # classifier g

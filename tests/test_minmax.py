@@ -284,3 +284,18 @@ def test_warns_for_per_sample_normalisation_trunk_whose_blank_input_gradient_exp
         model.classify(blank).logsumexp(1).sum().backward()
         grads[backbone] = max(p.grad.abs().max().item() for p in model.parameters() if p.grad is not None)
     assert grads["test_efficientnet_gn"] > 1e6 and grads["test_resnet"] < 1e3
+
+
+@pytest.mark.parametrize("align_corners, first, last", [(False, 24, 39), (True, 23, 40)])
+def test_upscale_geometry_of_align_corners(align_corners, first, last):
+    """An 8x8 map with its 2x2 centre cells hot, upscaled to 64x64 (stride 8) and cut at 0.5.
+    By hand: the cells cover pixels 24..39. align_corners=False puts sample x at source
+    (x + 0.5) / 8 - 0.5, so the cut at source 2.5 / 4.5 gives 24..39; True puts it at x * 7 / 63,
+    giving 22.5..40.5 -> 23..40, the map stretched by 8 / 7 about the centre."""
+    model = tiny_model(align_corners=align_corners)
+    cells = torch.zeros(1, 8, 8)
+    cells[0, 3:5, 3:5] = 1.0
+    on = model.upscale(cells, (64, 64))[0] >= 0.5
+    rows = torch.nonzero(on.any(dim=1)).flatten().tolist()
+    cols = torch.nonzero(on[32]).flatten().tolist()  # bilinear is separable: same cut on each axis
+    assert rows == list(range(first, last + 1)) and cols == rows

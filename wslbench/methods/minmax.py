@@ -9,8 +9,8 @@ L+ and L- train g's head and the shared trunk only; ``headseg`` learns from L_f 
 
 Facts taken from the authors' code (github.com/sbelharbi/wsol-min-max-entropy-interpretability,
 GPL-3, read for facts only): deepmil/models.py (shared trunk, ``segment``/``classify``, classifier
-input scale 0.5, bilinear with align_corners=True, mask min-max over the batch tensor, w=8,
-sigma=0.5), deepmil/decision_pooling.py (Wildcat dropout on the sorted activations),
+input scale 0.5, bilinear with align_corners=True (config ``align_corners``), mask min-max over
+the batch tensor, w=8, sigma=0.5), deepmil/decision_pooling.py (Wildcat dropout on the sorted activations),
 deepmil/train.py (recursive erasing loop, trust, history, per-step backward of L_f),
 deepmil/criteria.py (loss definitions, weights 1).
 """
@@ -30,7 +30,6 @@ from wslbench.methods.pooling import WildcatHead
 
 MASK_NORMS = ("batch", "image")
 TRUST_RULES = ("code", "paper")
-ALIGN_CORNERS = True  # authors' deepmil/models.py: ALIGN_CORNERS = True for every interpolation
 
 
 # --- the formulas, as functions so that tests can check them on small tensors ------------------
@@ -110,6 +109,7 @@ class MinMax(Method):
         weight_pos: float = 1.0,
         weight_neg: float = 1.0,
         weight_loc: float = 1.0,
+        align_corners: bool = True,
         **config,
     ):
         super().__init__(num_classes, backbone=backbone, pretrained=pretrained, output_stride=output_stride,
@@ -117,7 +117,8 @@ class MinMax(Method):
                          classifier_scale=classifier_scale, omega=omega, sigma=sigma, mask_norm=mask_norm,
                          erase_depth=erase_depth, erase_slope=erase_slope,
                          erase_start_epoch=erase_start_epoch, trust_rule=trust_rule,
-                         weight_pos=weight_pos, weight_neg=weight_neg, weight_loc=weight_loc, **config)
+                         weight_pos=weight_pos, weight_neg=weight_neg, weight_loc=weight_loc,
+                         align_corners=align_corners, **config)
         if config:
             raise ConfigError(f"minmax: unknown model options {sorted(config)}")
         if mask_norm not in MASK_NORMS:
@@ -144,6 +145,11 @@ class MinMax(Method):
         self.erase_depth, self.erase_slope, self.trust_rule = int(erase_depth), float(erase_slope), trust_rule
         self.weight_pos, self.weight_neg, self.weight_loc = float(weight_pos), float(weight_neg), float(weight_loc)
         self.erase_start_epoch = int(erase_start_epoch)
+        # authors' deepmil/models.py: ALIGN_CORNERS = True for every interpolation. On a map of n
+        # cells it places the corner cells' centres on the image corners, i.e. stretches the mask
+        # by n / (n - 1) per side about the centre (8x8 maps: +31% area); False keeps the cells
+        # where the trunk's stride puts them, as the baselines' maps (methods/maps.py) do.
+        self.align_corners = bool(align_corners)
         # the current training epoch (saved in checkpoints so a resumed run keeps it)
         self.register_buffer("epoch", torch.zeros((), dtype=torch.long))
 
@@ -161,16 +167,20 @@ class MinMax(Method):
     def segment(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Localizer f: (scores_f, class maps, continuous mask M upscaled to the input, detached)."""
         scores, maps = self.headseg(self.trunk(images))
-        m = posterior_weighted_map(scores, maps).unsqueeze(1)
-        up = F.interpolate(m, size=images.shape[-2:], mode="bilinear", align_corners=ALIGN_CORNERS)
-        return scores, maps, up.squeeze(1).detach()  # detached: section A.2 / deepmil/models.py
+        up = self.upscale(posterior_weighted_map(scores, maps), images.shape[-2:])
+        return scores, maps, up.detach()  # detached: section A.2 / deepmil/models.py
+
+    def upscale(self, maps: torch.Tensor, size) -> torch.Tensor:
+        """(B, h, w) maps -> (B, H, W), bilinear (``align_corners``: see __init__)."""
+        return F.interpolate(maps.unsqueeze(1), size=tuple(size), mode="bilinear",
+                             align_corners=self.align_corners).squeeze(1)
 
     def classify(self, images: torch.Tensor) -> torch.Tensor:
         """Classifier g: scores of the input down-scaled by ``classifier_scale``."""
         if self.classifier_scale != 1.0:
             h, w = images.shape[-2:]
             size = (max(1, int(h * self.classifier_scale)), max(1, int(w * self.classifier_scale)))
-            images = F.interpolate(images, size=size, mode="bilinear", align_corners=ALIGN_CORNERS)
+            images = F.interpolate(images, size=size, mode="bilinear", align_corners=self.align_corners)
         return self.cl32(self.trunk(images))[0]
 
     def mask(self, continuous: torch.Tensor, norm: str | None = None) -> torch.Tensor:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -39,6 +40,20 @@ def test_paper_protocol_has_every_method_dataset_and_the_no_erasing_variant():
     assert {j.dataset for j in jobs} == {"glas", "cub5", "cub", "oxf"}
     assert {"minmax", "cam-avg", "unet", "all-ones", "deepmil", "gradcam", "wildcat", "cam-max", "cam-lse"} <= {j.method for j in jobs}
     assert any(j.tag == "noerase" and "model.erase_depth=0" in j.overrides for j in jobs)
+
+
+@pytest.mark.parametrize("name", ["paper", "smoke", "synthetic", "glas_cpu", "glas_half_cpu"])
+def test_committed_sweep_files_resolve_every_job(name):
+    """A typo in a committed sweep file (unknown key, bad value) fails here, not hours into a sweep."""
+    from conftest import REPO
+
+    from wslbench.sweep import job_config
+
+    jobs = expand(load_spec(REPO / "experiments" / f"{name}.yaml"))
+    assert jobs
+    for job in jobs:
+        cfg = job_config(job)
+        assert cfg.method == job.method and cfg.seed == job.seed
 
 
 def test_sweep_runs_skips_finished_and_resumes(tmp_path):

@@ -60,3 +60,14 @@ def test_average_curve_is_mean_of_image_curves():
         write_pr_curve(Path(d) / "pr.csv", curves)
         df = pd.read_csv(Path(d) / "pr.csv")
     np.testing.assert_allclose(df["precision_pos"], np.mean(curves["pos"], axis=0), atol=1e-6)
+
+
+def test_figure_masks_saved_at_another_scale_are_shown_at_image_size(tmp_path):
+    from wslbench.figures import load_mask
+
+    small = np.array([[0, 255, 0], [255, 255, 0]], dtype=np.uint8)
+    Image.fromarray(small).save(tmp_path / "m.png")
+    shown = load_mask(tmp_path / "m.png", (4, 6))
+    np.testing.assert_array_equal(shown, np.kron(small > 127, np.ones((2, 2), dtype=bool)))
+    np.testing.assert_array_equal(load_mask(tmp_path / "m.png", (2, 3)), small > 127)
+    assert load_mask(tmp_path / "missing.png", (2, 3)) is None

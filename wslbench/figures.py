@@ -90,11 +90,22 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndar
     return out.astype(np.uint8)
 
 
+def load_mask(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """A run's saved binary mask at ``shape`` (H, W): masks evaluated at another resolution
+    (``data.scale``) are resized, nearest, for display. None when the file is missing."""
+    from PIL import Image
+
+    if not path.is_file():
+        return None
+    with Image.open(path) as m:
+        if m.size != (shape[1], shape[0]):
+            m = m.resize((shape[1], shape[0]), Image.NEAREST)
+        return np.array(m) > 127
+
+
 def visual_grid(runs_dir: str | Path, dataset: str, out_dir: str | Path, n_images: int = 6,
                 data_root: str | None = None) -> list[Path]:
     """Rows = test images, columns = image, ground truth, each method's binary mask overlaid."""
-    from PIL import Image
-
     from wslbench.config import dataset_options, from_dict, yaml_load
     from wslbench.registry import create_dataset
     from wslbench.tables import display_name
@@ -115,13 +126,8 @@ def visual_grid(runs_dir: str | Path, dataset: str, out_dir: str | Path, n_image
         rec = test.records[int(idx)]
         panels = [image, overlay(image, truth)]
         for variant, paths in runs.items():
-            mask_path = paths[0] / "masks" / f"{rec.id}.png"
-            if mask_path.is_file():
-                with Image.open(mask_path) as m:
-                    mask = np.array(m) > 127
-                panels.append(overlay(image, mask) if mask.shape == truth.shape else None)
-            else:
-                panels.append(None)
+            mask = load_mask(paths[0] / "masks" / f"{rec.id}.png", truth.shape)
+            panels.append(None if mask is None else overlay(image, mask))
         for c, panel in enumerate(panels):
             ax = axes[r][c]
             ax.axis("off")

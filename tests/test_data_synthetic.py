@@ -28,3 +28,13 @@ def test_region_area_follows_region_radius():
         assert areas.max() <= math.pi * hi * hi + 4 * hi / size
     ds = SyntheticDataset("test", n_train=6, n_val=3, n_test=3, image_size=64, region_radius=[0.3, 0.4])
     assert ds[0]["mask"].float().mean() > math.pi * 0.3 * 0.3 - 0.05
+
+
+def test_bad_data_options_are_config_errors_from_the_cli(tmp_path):
+    from click.testing import CliRunner
+
+    from wslbench.cli import main
+
+    for option, shown in (("data.region_radius=[0.3,0.6]", "region_radius"), ("data.scale=0", "data.scale")):
+        res = CliRunner().invoke(main, ["run", "-m", "cam-avg", "--set", option, "--epochs", "1", "--out", str(tmp_path)])
+        assert res.exit_code == 2 and "error:" in res.output and shown in res.output, res.output

@@ -16,6 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from wslbench.data.base import Record, WSLDataset
+from wslbench.errors import ConfigError
 
 CLASS_NAMES = ["checkerboard", "dots", "stripes"]
 
@@ -112,9 +113,10 @@ class SyntheticDataset(WSLDataset):
         **kwargs,
     ):
         if not 2 <= num_classes <= len(CLASS_NAMES):
-            from wslbench.errors import ConfigError
-
             raise ConfigError(f"synthetic num_classes must be 2 or 3, got {num_classes}")
+        lo, hi = (float(r) for r in region_radius)
+        if not 0 < lo <= hi < 0.48:  # an ellipse of semi-axis 0.48 of the side no longer fits
+            raise ConfigError(f"synthetic region_radius must be [low, high] with 0 < low <= high < 0.48, got {list(region_radius)}")
         self.class_names = CLASS_NAMES[:num_classes]
         self._data = generate(data_seed, n_train, n_val, n_test, image_size, num_classes, tuple(region_radius))
         kwargs.setdefault("cache", None)  # already in memory

@@ -10,6 +10,8 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from wslbench.errors import ConfigError
+
 
 class RandomRot90(torch.nn.Module):
     """Rotate image and mask together by k*90 degrees, k uniform in {0,1,2,3}: exact, no
@@ -49,6 +51,8 @@ class Rescale(torch.nn.Module):
 
     def __init__(self, factor: float):
         super().__init__()
+        if not float(factor) > 0:
+            raise ConfigError(f"data.scale must be a positive factor, got {factor}")
         self.factor = float(factor)
 
     def forward(self, image, mask):
@@ -94,7 +98,7 @@ def build_transform(
 ) -> JointTransform:
     geometric: list = []
     photometric: list = []
-    if scale and float(scale) != 1.0:
+    if scale is not None and float(scale) != 1.0:
         geometric.append(Rescale(scale))
     if resize_min_side:
         geometric.append(UpscaleMinSide(resize_min_side))

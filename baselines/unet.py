@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from wslbench.errors import ConfigError
 from wslbench.methods import Method, Prediction
-from wslbench.methods.backbone import is_true, offline_message, _offline
+from wslbench.methods.backbone import pretrained_source
 
 
 class UNet(Method):
@@ -23,20 +23,14 @@ class UNet(Method):
     def __init__(self, num_classes: int, backbone: str = "resnet18", pretrained=False, output_stride=None,
                  encoder_depth: int = 5, **config):
         super().__init__(num_classes, backbone=backbone, pretrained=pretrained, encoder_depth=encoder_depth, **config)
-        local = None
-        if is_true(pretrained) and _offline():
-            raise ConfigError(offline_message(backbone))
-        if isinstance(pretrained, str) and not is_true(pretrained) and pretrained.lower() != "false":
-            local = Path(pretrained).expanduser()
-            if not local.is_file():
-                raise ConfigError(f"pretrained weights file not found: {local}")
+        source = pretrained_source(backbone, pretrained)
         try:
             self.net = smp.Unet(encoder_name=f"tu-{backbone}", encoder_depth=int(encoder_depth),
-                                encoder_weights="imagenet" if is_true(pretrained) else None, classes=1)
+                                encoder_weights="imagenet" if source is True else None, classes=1)
         except (KeyError, ValueError, RuntimeError) as exc:
             raise ConfigError(f"unet: cannot build a U-Net on timm encoder {backbone!r}: {exc}") from exc
-        if local is not None:
-            self.load_encoder_weights(local)
+        if isinstance(source, Path):
+            self.load_encoder_weights(source)
 
     def load_encoder_weights(self, path: Path) -> None:
         """Load a timm classification checkpoint into the encoder (the classifier head is dropped)."""

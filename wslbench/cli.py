@@ -122,9 +122,9 @@ def tables(runs_dir, out_dir, formats):
 
     if not Path(runs_dir).is_dir():
         raise WslbenchError(f"no run folder {runs_dir}: train with `wslbench run` first or pass --runs")
-    n = len(collect_runs(runs_dir))
-    paths = write_tables(runs_dir, out_dir, formats or ("latex", "markdown"))
-    click.echo(f"{n} finished run(s) -> {len(paths)} files in {out_dir}")
+    runs = collect_runs(runs_dir)
+    paths = write_tables(runs_dir, out_dir, formats or ("latex", "markdown"), runs=runs)
+    click.echo(f"{len(runs)} finished run(s) -> {len(paths)} files in {out_dir}")
 
 
 @main.command()
@@ -181,6 +181,7 @@ def data():
 @friendly_errors
 def data_check(dataset, data_root, deep, archives):
     """Verify DATASET's layout, counts, split record and (with --deep) every file."""
+    from wslbench.config import data_root as default_data_root
     from wslbench.config import dataset_options, resolve
     from wslbench.registry import dataset_entry
 
@@ -195,8 +196,7 @@ def data_check(dataset, data_root, deep, archives):
             raise WslbenchError(f"{dataset} archives in {archives}:\n" + "\n".join(f"  - {p}" for p in bad))
         if data_root is None:
             return
-    if data_root is None and os.environ.get("WSLBENCH_DATA"):
-        data_root = str(Path(os.environ["WSLBENCH_DATA"]) / dataset)
+    data_root = default_data_root(dataset, data_root)
     cfg = resolve("all-ones", dataset)
     options = dataset_options(cfg.data, drop=("cache",))
     kwargs = {"deep": deep, "progress": True} if hasattr(cls, "require_root") else {}

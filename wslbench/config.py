@@ -113,6 +113,14 @@ def dataset_options(data: dict, drop: tuple[str, ...] = ()) -> dict:
     return {k: v for k, v in data.items() if k not in LOADER_KEYS and k not in drop}
 
 
+def data_root(dataset: str, root=None):
+    """The data folder of ``dataset``: ``root`` when given, else $WSLBENCH_DATA/<dataset> when
+    that is set, else None (the data set's own error then says how to get the data)."""
+    if root is None and os.environ.get("WSLBENCH_DATA"):
+        root = str(Path(os.environ["WSLBENCH_DATA"]) / dataset)
+    return root
+
+
 def experiments_dir() -> Path:
     """Where the YAML setups live: $WSLBENCH_EXPERIMENTS, the repository's experiments/, or ./experiments."""
     env = os.environ.get("WSLBENCH_EXPERIMENTS")

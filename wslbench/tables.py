@@ -235,11 +235,13 @@ def build_tables(runs: pd.DataFrame) -> list[Table]:
     return t
 
 
-def write_tables(runs_dir: str | Path, out_dir: str | Path, formats=("latex", "markdown")) -> list[Path]:
-    """Collect the runs, build Tables 1-6 and write table<k>.tex / .md / .csv and all.md; return the paths."""
+def write_tables(runs_dir: str | Path, out_dir: str | Path, formats=("latex", "markdown"),
+                 runs: pd.DataFrame | None = None) -> list[Path]:
+    """Build Tables 1-6 from the runs under ``runs_dir`` (``runs``: already collected from there)
+    and write table<k>.tex / .md / .csv and tables.md; return the paths."""
     from wslbench.io import atomic_write_text
 
-    runs = collect_runs(runs_dir)
+    runs = collect_runs(runs_dir) if runs is None else runs
     tables = build_tables(runs)
     out_dir = Path(out_dir)
     written = []

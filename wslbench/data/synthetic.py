@@ -19,6 +19,7 @@ from wslbench.data.base import Record, WSLDataset
 from wslbench.errors import ConfigError
 
 CLASS_NAMES = ["checkerboard", "dots", "stripes"]
+REGION_RADIUS = (0.13, 0.26)  # the ellipse's semi-axes, fractions of the side (config region_radius)
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -49,7 +50,7 @@ def _texture(cls: int, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator)
 
 
 def make_image(rng: np.random.Generator, label: int, size: int,
-               region_radius: tuple[float, float] = (0.13, 0.26)) -> tuple[np.ndarray, np.ndarray]:
+               region_radius: tuple[float, float] = REGION_RADIUS) -> tuple[np.ndarray, np.ndarray]:
     """One (image uint8 HxWx3, mask bool HxW) pair of class ``label``; the ellipse's semi-axes are
     drawn in ``region_radius`` (fractions of the side)."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
@@ -83,7 +84,7 @@ def make_image(rng: np.random.Generator, label: int, size: int,
 
 @lru_cache(maxsize=4)
 def generate(seed: int, n_train: int, n_val: int, n_test: int, size: int, num_classes: int,
-             region_radius: tuple[float, float] = (0.13, 0.26)):
+             region_radius: tuple[float, float] = REGION_RADIUS):
     """All splits at once, deterministic in every argument; balanced classes per split."""
     rng = np.random.default_rng(seed)
     out = {}
@@ -109,7 +110,7 @@ class SyntheticDataset(WSLDataset):
         n_test: int = 90,
         image_size: int = 128,
         num_classes: int = 3,
-        region_radius=(0.13, 0.26),
+        region_radius=REGION_RADIUS,
         **kwargs,
     ):
         if not 2 <= num_classes <= len(CLASS_NAMES):

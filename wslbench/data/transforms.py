@@ -27,6 +27,11 @@ class RandomRot90(torch.nn.Module):
         )
 
 
+def resize_pair(image, mask, size: list[int]):
+    """Image (antialiased bilinear) and mask (nearest: v2 dispatches on tv_tensors.Mask) to ``size``."""
+    return v2.functional.resize(image, size, antialias=True), v2.functional.resize(mask, size)
+
+
 class UpscaleMinSide(torch.nn.Module):
     """Upscale so that the smaller side is at least ``size``, keeping the aspect ratio (the
     authors' ``up_scale_small_dim_to``); larger images are left as they are. Image and mask
@@ -41,8 +46,7 @@ class UpscaleMinSide(torch.nn.Module):
         if min(h, w) >= self.size:
             return image, mask
         scale = self.size / min(h, w)
-        new = (max(self.size, round(h * scale)), max(self.size, round(w * scale)))
-        return v2.functional.resize(image, list(new), antialias=True), v2.functional.resize(mask, list(new))
+        return resize_pair(image, mask, [max(self.size, round(h * scale)), max(self.size, round(w * scale))])
 
 
 class Rescale(torch.nn.Module):
@@ -57,8 +61,7 @@ class Rescale(torch.nn.Module):
 
     def forward(self, image, mask):
         h, w = image.shape[-2:]
-        new = [max(1, round(h * self.factor)), max(1, round(w * self.factor))]
-        return v2.functional.resize(image, new, antialias=True), v2.functional.resize(mask, new)
+        return resize_pair(image, mask, [max(1, round(h * self.factor)), max(1, round(w * self.factor))])
 
 
 class JointTransform:

@@ -28,6 +28,21 @@ def offline_message(name: str) -> str:
     )
 
 
+def pretrained_source(name: str, pretrained) -> bool | Path:
+    """What ``pretrained`` asks for: False (random init), True (timm's ImageNet weights; refused at
+    once when the hub is offline) or the Path of a local weights file (which must exist)."""
+    if isinstance(pretrained, str) and pretrained.lower() not in ("true", "false"):
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"pretrained weights file not found: {path}")
+        return path
+    if is_true(pretrained):
+        if _offline():
+            raise ConfigError(offline_message(name))
+        return True
+    return False
+
+
 def create_backbone(
     name: str = "resnet18",
     pretrained: bool | str = False,
@@ -44,14 +59,10 @@ def create_backbone(
         kwargs["output_stride"] = output_stride
     if name not in timm.list_models() and name not in timm.list_pretrained():
         raise ConfigError(f"unknown timm backbone {name!r} (see timm.list_models())")
-    if isinstance(pretrained, str) and pretrained.lower() not in ("true", "false"):
-        path = Path(pretrained).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"pretrained weights file not found: {path}")
-        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
-    elif is_true(pretrained):
-        if _offline():
-            raise ConfigError(offline_message(name))
+    source = pretrained_source(name, pretrained)
+    if isinstance(source, Path):
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(source)), **kwargs)
+    elif source:
         try:
             model = timm.create_model(name, pretrained=True, **kwargs)
         except Exception as exc:  # network errors come in many types

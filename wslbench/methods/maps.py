@@ -13,9 +13,11 @@ def minmax_normalize(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return (maps - lo) / (hi - lo).clamp_min(eps)
 
 
-def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear upsampling of (B, H', W') maps to (B, H, W)."""
-    return F.interpolate(maps.unsqueeze(1).float(), size=size, mode="bilinear", align_corners=False).squeeze(1)
+def upsample(maps: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:
+    """Bilinear upsampling of (B, H', W') maps to (B, H, W). ``align_corners=False`` keeps each
+    map cell where the trunk's stride puts it (min-max offers the authors' True as an option)."""
+    return F.interpolate(maps.unsqueeze(1).float(), size=tuple(size), mode="bilinear",
+                         align_corners=align_corners).squeeze(1)
 
 
 def select_class(class_maps: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from torch import nn
 from wslbench.errors import ConfigError
 from wslbench.methods import Method, Prediction
 from wslbench.methods.backbone import create_backbone
+from wslbench.methods.maps import upsample
 from wslbench.methods.pooling import WildcatHead
 
 MASK_NORMS = ("batch", "image")
@@ -172,8 +173,7 @@ class MinMax(Method):
 
     def upscale(self, maps: torch.Tensor, size) -> torch.Tensor:
         """(B, h, w) maps -> (B, H, W), bilinear (``align_corners``: see __init__)."""
-        return F.interpolate(maps.unsqueeze(1), size=tuple(size), mode="bilinear",
-                             align_corners=self.align_corners).squeeze(1)
+        return upsample(maps, size, self.align_corners)
 
     def classify(self, images: torch.Tensor) -> torch.Tensor:
         """Classifier g: scores of the input down-scaled by ``classifier_scale``."""
@@ -224,7 +224,7 @@ class MinMax(Method):
         detached L_f, and the number of steps executed (stops early when no sample is active)."""
         b = images.shape[0]
         x = images
-        m_acc = torch.zeros(images.shape[0], *images.shape[-2:], device=images.device)
+        m_acc = torch.zeros(b, *images.shape[-2:], device=images.device)
         active = torch.ones(b, device=images.device)
         loss_0 = None
         loss_sum = torch.zeros((), device=images.device)

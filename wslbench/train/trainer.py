@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from wslbench.config import RunConfig, dataset_options, from_dict
+from wslbench.config import RunConfig, data_root, dataset_options, from_dict
 from wslbench.errors import ConfigError, RunInterrupted, TrainingDiverged, WslbenchError
 from wslbench.evaluate import autocast_for, classification_only, evaluate
 from wslbench.io import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml, finished_result, read_jsonl
@@ -125,10 +125,7 @@ class Trainer:
         return cls(from_dict(d), run_dir)
 
     def data_root(self):
-        root = self.cfg.data.get("root")
-        if root is None and os.environ.get("WSLBENCH_DATA"):
-            root = str(Path(os.environ["WSLBENCH_DATA"]) / self.cfg.dataset)
-        return root
+        return data_root(self.cfg.dataset, self.cfg.data.get("root"))
 
     def dataset(self, split: str, augment: bool | None = None):
         kwargs = dataset_options(self.cfg.data)

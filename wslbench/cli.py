@@ -166,6 +166,34 @@ def sweep(sweep_file, out, shard, dry_run):
 
 
 @main.group()
+def checkpoint():
+    """Checkpoint files (every read is weights-only: a checkpoint never runs code)."""
+
+
+@checkpoint.command(name="convert")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write the converted checkpoint here instead of in place (one PATH only).")
+@friendly_errors
+def checkpoint_convert(paths, out):
+    """Rewrite checkpoints of earlier wslbench versions (numpy RNG state pickled as numpy objects)
+    in the weights-only format that eval and --resume read. PATH is a .pt file or a run folder
+    (its *.pt files). Run it only on files you trust; it admits numpy arrays and nothing else."""
+    from wslbench.train.checkpoint import convert_checkpoint
+
+    files = [f for p in map(Path, paths) for f in (sorted(p.glob("*.pt")) if p.is_dir() else [p])]
+    if out is not None and len(files) != 1:
+        raise WslbenchError(f"--out needs exactly one checkpoint file, got {len(files)}")
+    if not files:
+        raise WslbenchError(f"no *.pt checkpoint in {', '.join(paths)}")
+    for f in files:
+        changed = convert_checkpoint(f, out)
+        target = out or f
+        click.echo(f"{f}: {'converted' if changed else 'already in the safe format'}"
+                   + (f" -> {target}" if out else ""))
+
+
+@main.group()
 def data():
     """Inspect data sets on disk."""
 

@@ -1,26 +1,148 @@
-"""Checkpoints: written atomically (temp file + rename), read back with clear errors."""
+"""Checkpoints: written atomically (temp file + rename), read back without running code.
+
+A checkpoint holds only tensors and plain Python values (state dicts, numbers, strings, lists,
+the RNG states as plain lists), so every read uses ``torch.load(weights_only=True)``: a file
+whose pickle asks for any other Python object (a shared ``best.pt`` could carry one that runs a
+command when unpickled) is refused with one message, and nothing from it is executed.
+:func:`load_checkpoint` is the one entry point for every reader (eval, --resume, --from).
+
+Checkpoints of earlier versions pickled numpy's RNG state; ``wslbench checkpoint convert``
+rewrites such a file in the safe format (it admits the numpy array globals and nothing else).
+"""
 from __future__ import annotations
 
+import pickle
+import re
+from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from wslbench.errors import WslbenchError
 from wslbench.io import atomic_save
+from wslbench.train.seeding import plain_rng_state
 
 LAST = "last.pt"
 BEST = "best.pt"
 
+#: values a weights-only load rebuilds without importing anything
+_PLAIN_SCALARS = (str, bytes, int, float, bool, complex, type(None), torch.dtype, torch.device, torch.Size)
+
+
+def plain_state(obj, where: str = "checkpoint"):
+    """``obj`` with numpy scalars turned into Python numbers (exact); TypeError for anything a
+    weights-only load could not rebuild, so a checkpoint is never written that cannot be read."""
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if type(obj) in _PLAIN_SCALARS:
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if type(obj) in (dict, OrderedDict):
+        out = type(obj)((k, plain_state(v, f"{where}[{k!r}]")) for k, v in obj.items())
+        if hasattr(obj, "_metadata"):  # nn.Module.state_dict() keeps its version info here
+            out._metadata = obj._metadata
+        return out
+    if type(obj) in (list, tuple):
+        return type(obj)(plain_state(v, f"{where}[{i}]") for i, v in enumerate(obj))
+    raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}: checkpoints hold only tensors "
+                    "and plain Python values so that they load with torch.load(weights_only=True)")
+
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
+    state = plain_state(state)
     atomic_save(path, lambda buf: torch.save(state, buf))
 
 
+def _needed_globals(path: Path, exc: Exception) -> str:
+    """The Python objects the file's pickle asks for, read without unpickling it."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # not a zip checkpoint: the error names the first one
+        names = re.findall(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))[:1]
+    return ", ".join(names) or "an object a weights-only load does not allow"
+
+
+def _refusal(path: Path, exc: Exception) -> str:
+    return (
+        f"refusing to read checkpoint {path}: its pickle asks for Python objects ({_needed_globals(path, exc)}) "
+        "that torch.load(weights_only=True) does not create, because unpickling them can run arbitrary code; "
+        "nothing from the file was executed. If it is a checkpoint written by an earlier wslbench and you "
+        f"trust where it came from, rewrite it in the safe format with: wslbench checkpoint convert {path}"
+    )
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """The one way wslbench reads a checkpoint: weights-only, one clear message otherwise."""
     path = Path(path)
     if not path.is_file():
         raise WslbenchError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise WslbenchError(_refusal(path, exc)) from None
     except Exception as exc:
         raise WslbenchError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(state, dict):
+        raise WslbenchError(f"{path} is not a wslbench checkpoint (it holds a {type(state).__name__}, not a dict)")
+    return state
+
+
+def _legacy_globals() -> list:
+    """What checkpoints of earlier versions pickled besides plain values: numpy's RNG state
+    (a uint32 array) and, possibly, numpy scalars. Listed under both numpy module spellings."""
+    core = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    out = [np.ndarray, np.dtype]
+    for mod in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        out += [(core._reconstruct, f"{mod}._reconstruct"), (core.scalar, f"{mod}.scalar")]
+    out += [type(np.dtype(t)) for t in (np.uint32, np.int64, np.float64, np.float32, np.int32)]
+    return out
+
+
+def convert_checkpoint(src: str | Path, dst: str | Path | None = None) -> bool:
+    """Rewrite a checkpoint of an earlier version (numpy RNG state, numpy scalars) in the safe
+    format, atomically, at ``dst`` (default: in place). Only numpy's array and scalar globals are
+    admitted: a file asking for anything else is refused and nothing from it is executed.
+    Returns False when ``src`` already was in the safe format (``dst`` is then a copy of it)."""
+    src = Path(src)
+    dst = Path(dst) if dst is not None else src
+    if not src.is_file():
+        raise WslbenchError(f"checkpoint not found: {src}")
+    try:
+        torch.load(src, map_location="cpu", weights_only=True)
+        already = True
+    except pickle.UnpicklingError:
+        already = False
+    except Exception as exc:
+        raise WslbenchError(f"cannot read checkpoint {src}: {type(exc).__name__}: {exc}") from exc
+    try:
+        with torch.serialization.safe_globals(_legacy_globals()):
+            state = torch.load(src, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise WslbenchError(
+            f"refusing to convert {src}: besides numpy arrays its pickle asks for Python objects "
+            f"({_needed_globals(src, Exception())}) that no wslbench checkpoint holds; it was not written by "
+            "wslbench and nothing from it was executed"
+        ) from None
+    if not isinstance(state, dict):
+        raise WslbenchError(f"{src} is not a wslbench checkpoint (it holds a {type(state).__name__}, not a dict)")
+    if isinstance(state.get("rng"), dict):
+        state["rng"] = plain_rng_state(state["rng"])
+    state = _arrays_to_tensors(state)
+    save_checkpoint(dst, state)
+    return not already
+
+
+def _arrays_to_tensors(obj):
+    """numpy arrays left outside the RNG state (none in wslbench's own checkpoints) as tensors."""
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if type(obj) in (dict, OrderedDict):
+        out = type(obj)((k, _arrays_to_tensors(v)) for k, v in obj.items())
+        if hasattr(obj, "_metadata"):
+            out._metadata = obj._metadata
+        return out
+    if type(obj) in (list, tuple):
+        return type(obj)(_arrays_to_tensors(v) for v in obj)
+    return obj

@@ -26,16 +26,49 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    """python, numpy and torch (CPU and CUDA) generator states, for an interrupt checkpoint."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """python, numpy and torch (CPU and CUDA) generator states, for an interrupt checkpoint.
+
+    Only tensors and plain numbers/lists, so the checkpoint loads with ``torch.load(weights_only=True)``
+    (the pickled numpy state would need numpy globals); the round trip is exact."""
+    state = {
+        "python": plain_python_state(random.getstate()),
+        "numpy": plain_numpy_state(np.random.get_state(legacy=True)),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
+def plain_python_state(state: tuple) -> dict:
+    """``random.getstate()`` -> {version, Mersenne Twister words, cached gauss} (all plain)."""
+    version, words, gauss_next = state
+    return {"version": int(version), "state": [int(w) for w in words], "gauss_next": gauss_next}
+
+
+def plain_numpy_state(state: tuple) -> dict:
+    """``np.random.get_state(legacy=True)`` -> plain values; the 624 uint32 key words as ints."""
+    name, keys, pos, has_gauss, cached_gaussian = state
+    return {"bit_generator": str(name), "keys": [int(k) for k in np.asarray(keys, dtype=np.uint32)],
+            "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}
+
+
+def plain_rng_state(state: dict) -> dict:
+    """An RNG state of either form (checkpoints of earlier versions pickled the python tuple and
+    numpy's tuple with its uint32 array) in the plain form :func:`rng_state` writes."""
+    out = dict(state)
+    if not isinstance(out["python"], dict):
+        out["python"] = plain_python_state(tuple(out["python"]))
+    if not isinstance(out["numpy"], dict):
+        out["numpy"] = plain_numpy_state(tuple(out["numpy"]))
+    return out
+
+
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py, nps = state["python"], state["numpy"]
+    random.setstate((int(py["version"]), tuple(int(w) for w in py["state"]), py["gauss_next"]))
+    np.random.set_state((nps["bit_generator"], np.array(nps["keys"], dtype=np.uint32), int(nps["pos"]),
+                         int(nps["has_gauss"]), float(nps["cached_gaussian"])))
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

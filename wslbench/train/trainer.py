@@ -86,6 +86,10 @@ def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
     return out
 
 
+#: what a checkpoint with missing or ill-typed entries raises while it is restored
+_BAD_STATE = (KeyError, TypeError, ValueError, RuntimeError)
+
+
 # One flag per process: a signal asks every run of this process (and a sweep) to stop.
 _STOP = {"requested": False}
 
@@ -307,6 +311,10 @@ class Trainer:
         save_checkpoint(self.run_dir / LAST, state)
         self._status("interrupted", epoch=epoch, step=partial["n_steps"])
 
+    def _not_resumable(self, exc: Exception) -> WslbenchError:
+        return WslbenchError(f"--resume: {self.run_dir / LAST} does not hold a resumable wslbench state "
+                             f"({type(exc).__name__}: {exc})")
+
     def _state(self, epoch: int, best, bad_epochs: int, train_time: float) -> dict:
         return {
             "epoch": epoch,  # completed epochs
@@ -361,15 +369,18 @@ class Trainer:
         start_epoch, best, bad_epochs, train_time, partial, ck = 0, None, 0, 0.0, None, None
         if self.resume and (self.run_dir / LAST).is_file():
             ck = load_checkpoint(self.run_dir / LAST, map_location=self.device)
-            self.method.load_state_dict(ck["method"])
-            if self.optimizer is not None and ck.get("optimizer"):
-                self.optimizer.load_state_dict(ck["optimizer"])
-                self.scheduler.load_state_dict(ck["scheduler"])
-            start_epoch, best, bad_epochs = ck["epoch"], ck["best"], ck["bad_epochs"]
-            train_time = ck.get("train_time_s", 0.0)
-            if ck.get("step"):
-                partial = ck["partial"]
-                train_time -= partial["elapsed"]  # counted again when the epoch completes
+            try:
+                self.method.load_state_dict(ck["method"])
+                if self.optimizer is not None and ck.get("optimizer"):
+                    self.optimizer.load_state_dict(ck["optimizer"])
+                    self.scheduler.load_state_dict(ck["scheduler"])
+                start_epoch, best, bad_epochs = ck["epoch"], ck["best"], ck["bad_epochs"]
+                train_time = ck.get("train_time_s", 0.0)
+                if ck.get("step"):
+                    partial = ck["partial"]
+                    train_time -= partial["elapsed"]  # counted again when the epoch completes
+            except _BAD_STATE as exc:
+                raise self._not_resumable(exc) from None
             if self.dist.is_main:  # drop metric lines of epochs the checkpoint does not cover
                 kept = [r for r in read_jsonl(self.run_dir / "metrics.jsonl") if r["epoch"] < start_epoch]
                 atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
@@ -387,7 +398,10 @@ class Trainer:
             skip = int(partial["n_steps"]) if partial else 0
             self._start_epoch(epoch, skip_steps=skip)
             if partial:
-                set_rng_state(ck["rng"])  # mid-epoch: the RNG exactly where the interrupted run left it
+                try:
+                    set_rng_state(ck["rng"])  # mid-epoch: the RNG exactly where the interrupted run left it
+                except _BAD_STATE as exc:
+                    raise self._not_resumable(exc) from None
             record = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
             record.update(self._train_epoch(epoch, partial))
             partial = None

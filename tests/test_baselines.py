@@ -23,12 +23,15 @@ def test_all_baselines_registered():
 
 def test_mil_attention_by_hand_and_sums_to_one():
     torch.manual_seed(0)
-    pool = AttentionMilPool(in_channels=3, num_classes=2, hidden=4, gated=True).double()
+    pool = AttentionMilPool(in_channels=3, num_classes=2, hidden=4, gated=True, embed_dim=5).double()
     f = torch.randn(2, 3, 2, 3, dtype=torch.float64)
     scores, attn = pool(f)
     np.testing.assert_allclose(attn.sum(dim=(2, 3)).detach().numpy(), np.ones((2, 2)), rtol=1e-12)
-    # numpy: a = softmax_n(w^T (tanh(V h) * sigmoid(U h))), z_c = sum_n a_cn h_n, s_c = <z_c, v_c> + b_c
-    h = f.flatten(2).transpose(1, 2).numpy()  # (B, N, D)
+    # numpy: h = ReLU(E x + e), a = softmax_n(w^T (tanh(V h) * sigmoid(U h))), z_c = sum_n a_cn h_n,
+    # s_c = <z_c, v_c> + b_c
+    x = f.flatten(2).transpose(1, 2).numpy()  # (B, N, D)
+    E, bE = pool.embedding[0].weight.detach().numpy(), pool.embedding[0].bias.detach().numpy()
+    h = np.maximum(x @ E.T + bE, 0.0)  # (B, N, 5)
     V, bV = pool.V.weight.detach().numpy(), pool.V.bias.detach().numpy()
     U, bU = pool.U.weight.detach().numpy(), pool.U.bias.detach().numpy()
     W, bW = pool.w.weight.detach().numpy(), pool.w.bias.detach().numpy()
@@ -39,6 +42,17 @@ def test_mil_attention_by_hand_and_sums_to_one():
     s = (z * pool.classifier.detach().numpy()).sum(-1) + pool.bias.detach().numpy()
     np.testing.assert_allclose(scores.detach().numpy(), s, rtol=1e-10)
     np.testing.assert_allclose(attn.flatten(2).detach().numpy(), a.transpose(0, 2, 1), rtol=1e-10)
+
+
+def test_deepmil_embeds_instances_with_the_published_500_units():
+    method = create_method("deepmil", num_classes=3, backbone="test_resnet")
+    emb = method.pool.embedding
+    assert isinstance(emb[0], nn.Linear) and isinstance(emb[1], nn.ReLU)
+    assert emb[0].out_features == 500 and emb[0].in_features == method.trunk.num_features  # Ilse et al.: L = 500
+    assert method.pool.V.in_features == 500 and method.pool.classifier.shape == (3, 500)
+    assert create_method("deepmil", num_classes=3, backbone="test_resnet", embed_dim=7).pool.embedding[0].out_features == 7
+    maps = method.eval().predict(torch.randn(1, 3, 64, 64)).maps
+    assert maps.shape == (1, 64, 64)
 
 
 def test_grad_cam_matches_hand_computation_on_tiny_network():

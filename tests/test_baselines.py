@@ -134,3 +134,49 @@ def test_unet_selects_on_validation_f1(tiny, tmp_path):
 
 def test_all_ones_has_no_parameters():
     assert sum(p.numel() for p in AllOnes(num_classes=2).parameters()) == 0
+
+
+def test_gradcam_at_the_last_stage_is_relu_of_cam_up_to_a_positive_factor():
+    # score_c = W_c . mean_hw(A) + b_c, so Grad-CAM_c = ReLU(sum_k W_ck A_k) / (h w): ReLU(CAM) / (h w)
+    torch.manual_seed(0)
+    method = GradCam(num_classes=3, backbone="test_resnet").eval()
+    with torch.no_grad():
+        method.fc.weight.copy_(torch.randn(3, method.fc.in_features) * 5)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        logits, cam = method.gradcam_maps(x)
+        A = method.trunk(x)  # (B, K, h, w), the last stage
+    h, w = A.shape[-2:]
+    W = method.fc.weight.detach()
+    classes = logits.argmax(1)
+    class_maps = torch.einsum("ck,bkhw->bchw", W, A)  # CAM by hand from the fc weights (bias drops out)
+    expected = torch.relu(class_maps[torch.arange(2), classes]) / (h * w)
+    torch.testing.assert_close(cam, expected, rtol=1e-4, atol=1e-6)
+    assert (cam.flatten(1).amax(1) > 0).all()
+
+
+def test_gradcam_at_an_earlier_stage_is_not_proportional_to_cam():
+    torch.manual_seed(0)
+    last = GradCam(num_classes=3, backbone="test_resnet").eval()
+    with torch.no_grad():
+        last.fc.weight.copy_(torch.randn(3, last.fc.in_features) * 5)
+    earlier = GradCam(num_classes=3, backbone="test_resnet", target_layer=-2).eval()
+    earlier.load_state_dict(last.state_dict())
+    assert earlier.target_module == last.trunk.feature_info[-2]["module"]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = last.predict(x), earlier.predict(x)
+    torch.testing.assert_close(a.logits, b.logits)  # same network, same prediction
+    assert a.maps.shape == b.maps.shape == (2, 64, 64)
+    # proportional maps would be identical after the per-image min-max normalisation
+    assert (a.maps - b.maps).abs().amax() > 0.2
+    assert all(p.grad is None for p in earlier.parameters())  # the hook path leaves .grad alone too
+
+
+def test_gradcam_target_layer_out_of_range_is_a_config_error():
+    from wslbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="target_layer 9 is out of range"):
+        GradCam(num_classes=2, backbone="test_resnet", target_layer=9)
+    with pytest.raises(ConfigError, match="not a module"):
+        GradCam(num_classes=2, backbone="test_resnet", target_layer="layer9")

@@ -472,6 +472,7 @@ class Trainer:
             crf_params=ev.get("crf_params") or {},
             save_masks=bool(ev.get("save_masks", True)),
             extra=info,
+            pad_multiple=ev.get("pad_multiple", 0),  # 0 = off; 32 in the paper configs (authors' loader.py)
         )
         if self.dist.is_main and ev.get("figures", True):
             from wslbench.figures import run_pr_figure

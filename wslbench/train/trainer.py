@@ -204,7 +204,11 @@ class Trainer:
         if not self.dist.is_main:
             return
         atomic_write_yaml(self.run_dir / "config.yaml", self.cfg.to_dict())
-        atomic_write_json(self.run_dir / "env.json", {**environment_info(self.device), "world_size": self.dist.world_size})
+        # amp: the dtype the forward passes actually ran in (the paper's runs are fp32; bf16 autocast is
+        # the speed default where the trainer turns it on), read from the trainer's effective self.amp
+        amp = "bfloat16" if self.amp else "float32"
+        atomic_write_json(self.run_dir / "env.json", {**environment_info(self.device), "world_size": self.dist.world_size,
+                                                      "amp": amp})
 
     def _status(self, state: str, **extra) -> None:
         if self.dist.is_main:

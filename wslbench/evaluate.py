@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from wslbench.eval_padding import crop_to_box, pad_to_multiple
 from wslbench.io import atomic_save, atomic_write_bytes, atomic_write_json
-from wslbench.metrics import RECALL_GRID, classification_error, f1_pos_neg, interpolated_pr
+from wslbench.metrics import RECALL_GRID, classification_error, f1_pos_neg, interpolated_pr, mean_score
 
 
 @dataclass
@@ -129,18 +129,22 @@ def evaluate(
             curve = interpolated_pr(scores, target)
             if curve is not None:
                 curves[key].append(curve)
-        rows.append({"id": p.id, "label": p.label, "pred_label": p.pred_label, "f1_pos": f1p, "f1_neg": f1n})
+        rows.append({"id": p.id, "label": p.label, "pred_label": p.pred_label, "f1_pos": f1p, "f1_neg": f1n,
+                     # Dice undefined (prediction and truth both empty), left out of the means (metrics doc)
+                     "empty_both_pos": int(np.isnan(f1p)), "empty_both_neg": int(np.isnan(f1n))})
         preds.append(p.pred_label)
         labels.append(p.label)
         if save_masks:
             atomic_write_bytes(out_dir / "masks" / f"{p.id}.png", _png(binary))
         if crf:
             crf_inputs.append((p.image, p.prob, p.mask))
+    (f1_pos, n_pos), (f1_neg, n_neg) = (mean_score(r[k] for r in rows) for k in ("f1_pos", "f1_neg"))
     result = {
         "cls_error": classification_error(preds, labels) if method.classifies else None,
-        "f1_pos": float(np.mean([r["f1_pos"] for r in rows])),
-        "f1_neg": float(np.mean([r["f1_neg"] for r in rows])),
+        "f1_pos": f1_pos,
+        "f1_neg": f1_neg,
         "n_images": len(rows),
+        "n_empty_both": {"f1_pos": n_pos, "f1_neg": n_neg},  # images left out of each mean (Dice undefined)
         "threshold": threshold,
         "split": dataset.split,
     }
@@ -150,8 +154,8 @@ def evaluate(
         refined = refine_many([(img, prob) for img, prob, _ in crf_inputs], **(crf_params or {}))
         for row, ref, (_, _, mask) in zip(rows, refined, crf_inputs):
             row["crf_f1_pos"], row["crf_f1_neg"] = f1_pos_neg(ref >= threshold, mask)
-        result["crf_f1_pos"] = float(np.mean([r["crf_f1_pos"] for r in rows]))
-        result["crf_f1_neg"] = float(np.mean([r["crf_f1_neg"] for r in rows]))
+        for k in ("crf_f1_pos", "crf_f1_neg"):
+            result[k], result["n_empty_both"][k] = mean_score(r[k] for r in rows)
     result.update(extra or {})
     write_pr_curve(out_dir / "pr_curve.csv", curves)
     buf = io.StringIO()

@@ -47,10 +47,18 @@ class CamMax(ClassMapMethod):
         return max_pool(maps)
 
 
-class CamLse(ClassMapMethod):
-    """CAM-LSE (Pinheiro & Collobert 2015): log-sum-exp pooling, a smooth max."""
+#: LSE sharpness r: Pinheiro & Collobert's experimental setting (CVPR 2015, "From image-level to
+#: pixel-level labeling", section 4: r = 5). The min-max paper cites them for CAM-LSE and states
+#: no value of its own. The value was taken from memory of that paper (its text was not
+#: reachable offline when this was written): check it before quoting CAM-LSE numbers.
+LSE_R = 5.0
 
-    def __init__(self, num_classes: int, r: float = 10.0, **config):
+
+class CamLse(ClassMapMethod):
+    """CAM-LSE (Pinheiro & Collobert 2015): log-sum-exp pooling, a smooth max; ``r`` defaults to
+    their value (``LSE_R``)."""
+
+    def __init__(self, num_classes: int, r: float = LSE_R, **config):
         super().__init__(num_classes, r=r, **config)
         self.r = r
 

@@ -1,6 +1,12 @@
 """Deep MIL (Ilse et al. 2018): attention-based multiple-instance pooling, where the instances
 are the spatial feature vectors of the trunk's last map.
 
+Architecture as published: each instance is first embedded by a fully connected layer with ReLU
+(h_n = ReLU(W x_n + b), 500 units: the L = 500 of the authors' code, AMLab-Amsterdam/
+AttentionDeepMIL model.py, used by every setup of the paper), then the (gated) attention with a
+128-unit hidden layer (their D = 128) weighs the embedded instances. ``embed_dim = 0`` attends
+on the raw trunk features instead (this repository's earlier variant).
+
 Multi-class adaptation (the min-max paper, section 4): one attention distribution per class, so
 class c pools its own bag embedding z_c = sum_n a_{c,n} h_n and scores it with its own linear
 unit. The localization map is the predicted class's attention map; it sums to 1 over positions
@@ -16,19 +22,28 @@ from wslbench.methods.backbone import create_backbone
 from wslbench.methods.maps import minmax_normalize, select_class, upsample
 
 
+#: instance embedding width (Ilse et al. 2018; their code's L = 500) and attention hidden width (D = 128)
+EMBED_DIM = 500
+ATTENTION_HIDDEN = 128
+
+
 class AttentionMilPool(nn.Module):
     """(B, D, h, w) features -> class scores (B, C) and attention (B, C, h, w), each class's
-    attention summing to 1 over the h*w positions. ``gated``: Ilse et al.'s gated attention
+    attention summing to 1 over the h*w positions. Instances are embedded first,
+    h = ReLU(E x) with ``embed_dim`` units (none when 0). ``gated``: Ilse et al.'s gated attention
     w^T (tanh(V h) * sigmoid(U h)); otherwise w^T tanh(V h)."""
 
-    def __init__(self, in_channels: int, num_classes: int, hidden: int = 128, gated: bool = True):
+    def __init__(self, in_channels: int, num_classes: int, hidden: int = ATTENTION_HIDDEN, gated: bool = True,
+                 embed_dim: int = EMBED_DIM):
         super().__init__()
-        self.V = nn.Linear(in_channels, hidden)
-        self.U = nn.Linear(in_channels, hidden) if gated else None
+        self.embedding = nn.Sequential(nn.Linear(in_channels, embed_dim), nn.ReLU()) if embed_dim else nn.Identity()
+        dim = embed_dim or in_channels
+        self.V = nn.Linear(dim, hidden)
+        self.U = nn.Linear(dim, hidden) if gated else None
         self.w = nn.Linear(hidden, num_classes)
-        self.classifier = nn.Parameter(torch.empty(num_classes, in_channels))
+        self.classifier = nn.Parameter(torch.empty(num_classes, dim))
         self.bias = nn.Parameter(torch.zeros(num_classes))
-        nn.init.normal_(self.classifier, std=in_channels ** -0.5)
+        nn.init.normal_(self.classifier, std=dim ** -0.5)
 
     def attention(self, instances: torch.Tensor) -> torch.Tensor:
         """(B, N, D) instances -> (B, C, N) attention, softmax over the N instances."""
@@ -39,7 +54,7 @@ class AttentionMilPool(nn.Module):
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, d, h, w = features.shape
-        instances = features.flatten(2).transpose(1, 2)  # (B, N, D)
+        instances = self.embedding(features.flatten(2).transpose(1, 2))  # (B, N, L)
         attn = self.attention(instances)  # (B, C, N)
         bags = attn @ instances  # (B, C, D): one embedding per class
         scores = (bags * self.classifier).sum(dim=2) + self.bias
@@ -52,11 +67,11 @@ class DeepMil(Method):
     crf_applicable = False
 
     def __init__(self, num_classes: int, backbone: str = "resnet18", pretrained=False, output_stride=None,
-                 hidden: int = 128, gated: bool = True, **config):
+                 hidden: int = ATTENTION_HIDDEN, gated: bool = True, embed_dim: int = EMBED_DIM, **config):
         super().__init__(num_classes, backbone=backbone, pretrained=pretrained, output_stride=output_stride,
-                         hidden=hidden, gated=gated, **config)
+                         hidden=hidden, gated=gated, embed_dim=embed_dim, **config)
         self.trunk, channels = create_backbone(backbone, pretrained, output_stride)
-        self.pool = AttentionMilPool(channels, num_classes, hidden, gated)
+        self.pool = AttentionMilPool(channels, num_classes, hidden, gated, embed_dim)
 
     def forward_logits(self, images):
         return self.pool(self.trunk(images))[0]

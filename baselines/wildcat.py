@@ -1,5 +1,14 @@
 """Wildcat (Durand et al. 2017): M modality maps per class, averaged into class maps, pooled by
-the mean of the kmax highest plus alpha times the mean of the kmin lowest activations."""
+(mean of the kmax highest + alpha * mean of the kmin lowest activations) / 2, the formula of the
+official code (durandtibo/wildcat.pytorch, wildcat/pooling.py; see wslbench.methods.pooling).
+
+Defaults and their sources (the min-max paper gives none for its Wildcat row):
+  modalities = 4, alpha = 0.7: the Wildcat paper's experimental setting (Durand et al., CVPR
+      2017, section 4: M = 4, alpha = 0.7);
+  kmax = kmin = 0.2 (a fraction of the locations): the official repository's VOC 2007 command
+      (README: --k 0.2 --alpha 0.7; its WildcatPool2d sets kmin = kmax when kmin is None).
+      The paper studies k per data set rather than fixing one value; 0.2 is the published
+      command's."""
 from __future__ import annotations
 
 from wslbench.methods import Method, Prediction

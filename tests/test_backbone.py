@@ -39,3 +39,20 @@ def test_unknown_backbone_and_missing_file_are_config_errors(tmp_path):
         create_backbone("resnet_does_not_exist")
     with pytest.raises(ConfigError, match="not found"):
         create_backbone("test_resnet", pretrained=str(tmp_path / "missing.pth"))
+
+
+def test_a_tagged_timm_name_builds_the_tagged_architecture():
+    # the paper configs pin resnet18.tv_in1k / resnet101.tv_in1k (torchvision's original ImageNet weights)
+    trunk, channels = create_backbone("resnet18.tv_in1k", pretrained=False)
+    assert channels == 512 and trunk.pretrained_cfg["tag"] == "tv_in1k"
+    assert trunk(torch.randn(1, 3, 64, 64)).shape == (1, 512, 2, 2)
+    with pytest.raises(ConfigError, match="unknown timm backbone"):
+        create_backbone("resnet18.no_such_tag")
+
+
+def test_paper_configs_pin_the_torchvision_weights():
+    from wslbench.config import resolve
+
+    for dataset in ("glas", "cub", "cub5", "oxf"):
+        assert resolve("cam-avg", dataset).model["backbone"] == "resnet18.tv_in1k"
+        assert resolve("minmax", dataset).model["backbone"] == "resnet101.tv_in1k"

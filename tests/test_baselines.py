@@ -23,12 +23,15 @@ def test_all_baselines_registered():
 
 def test_mil_attention_by_hand_and_sums_to_one():
     torch.manual_seed(0)
-    pool = AttentionMilPool(in_channels=3, num_classes=2, hidden=4, gated=True).double()
+    pool = AttentionMilPool(in_channels=3, num_classes=2, hidden=4, gated=True, embed_dim=5).double()
     f = torch.randn(2, 3, 2, 3, dtype=torch.float64)
     scores, attn = pool(f)
     np.testing.assert_allclose(attn.sum(dim=(2, 3)).detach().numpy(), np.ones((2, 2)), rtol=1e-12)
-    # numpy: a = softmax_n(w^T (tanh(V h) * sigmoid(U h))), z_c = sum_n a_cn h_n, s_c = <z_c, v_c> + b_c
-    h = f.flatten(2).transpose(1, 2).numpy()  # (B, N, D)
+    # numpy: h = ReLU(E x + e), a = softmax_n(w^T (tanh(V h) * sigmoid(U h))), z_c = sum_n a_cn h_n,
+    # s_c = <z_c, v_c> + b_c
+    x = f.flatten(2).transpose(1, 2).numpy()  # (B, N, D)
+    E, bE = pool.embedding[0].weight.detach().numpy(), pool.embedding[0].bias.detach().numpy()
+    h = np.maximum(x @ E.T + bE, 0.0)  # (B, N, 5)
     V, bV = pool.V.weight.detach().numpy(), pool.V.bias.detach().numpy()
     U, bU = pool.U.weight.detach().numpy(), pool.U.bias.detach().numpy()
     W, bW = pool.w.weight.detach().numpy(), pool.w.bias.detach().numpy()
@@ -39,6 +42,17 @@ def test_mil_attention_by_hand_and_sums_to_one():
     s = (z * pool.classifier.detach().numpy()).sum(-1) + pool.bias.detach().numpy()
     np.testing.assert_allclose(scores.detach().numpy(), s, rtol=1e-10)
     np.testing.assert_allclose(attn.flatten(2).detach().numpy(), a.transpose(0, 2, 1), rtol=1e-10)
+
+
+def test_deepmil_embeds_instances_with_the_published_500_units():
+    method = create_method("deepmil", num_classes=3, backbone="test_resnet")
+    emb = method.pool.embedding
+    assert isinstance(emb[0], nn.Linear) and isinstance(emb[1], nn.ReLU)
+    assert emb[0].out_features == 500 and emb[0].in_features == method.trunk.num_features  # Ilse et al.: L = 500
+    assert method.pool.V.in_features == 500 and method.pool.classifier.shape == (3, 500)
+    assert create_method("deepmil", num_classes=3, backbone="test_resnet", embed_dim=7).pool.embedding[0].out_features == 7
+    maps = method.eval().predict(torch.randn(1, 3, 64, 64)).maps
+    assert maps.shape == (1, 64, 64)
 
 
 def test_grad_cam_matches_hand_computation_on_tiny_network():
@@ -120,3 +134,49 @@ def test_unet_selects_on_validation_f1(tiny, tmp_path):
 
 def test_all_ones_has_no_parameters():
     assert sum(p.numel() for p in AllOnes(num_classes=2).parameters()) == 0
+
+
+def test_gradcam_at_the_last_stage_is_relu_of_cam_up_to_a_positive_factor():
+    # score_c = W_c . mean_hw(A) + b_c, so Grad-CAM_c = ReLU(sum_k W_ck A_k) / (h w): ReLU(CAM) / (h w)
+    torch.manual_seed(0)
+    method = GradCam(num_classes=3, backbone="test_resnet").eval()
+    with torch.no_grad():
+        method.fc.weight.copy_(torch.randn(3, method.fc.in_features) * 5)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        logits, cam = method.gradcam_maps(x)
+        A = method.trunk(x)  # (B, K, h, w), the last stage
+    h, w = A.shape[-2:]
+    W = method.fc.weight.detach()
+    classes = logits.argmax(1)
+    class_maps = torch.einsum("ck,bkhw->bchw", W, A)  # CAM by hand from the fc weights (bias drops out)
+    expected = torch.relu(class_maps[torch.arange(2), classes]) / (h * w)
+    torch.testing.assert_close(cam, expected, rtol=1e-4, atol=1e-6)
+    assert (cam.flatten(1).amax(1) > 0).all()
+
+
+def test_gradcam_at_an_earlier_stage_is_not_proportional_to_cam():
+    torch.manual_seed(0)
+    last = GradCam(num_classes=3, backbone="test_resnet").eval()
+    with torch.no_grad():
+        last.fc.weight.copy_(torch.randn(3, last.fc.in_features) * 5)
+    earlier = GradCam(num_classes=3, backbone="test_resnet", target_layer=-2).eval()
+    earlier.load_state_dict(last.state_dict())
+    assert earlier.target_module == last.trunk.feature_info[-2]["module"]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = last.predict(x), earlier.predict(x)
+    torch.testing.assert_close(a.logits, b.logits)  # same network, same prediction
+    assert a.maps.shape == b.maps.shape == (2, 64, 64)
+    # proportional maps would be identical after the per-image min-max normalisation
+    assert (a.maps - b.maps).abs().amax() > 0.2
+    assert all(p.grad is None for p in earlier.parameters())  # the hook path leaves .grad alone too
+
+
+def test_gradcam_target_layer_out_of_range_is_a_config_error():
+    from wslbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="target_layer 9 is out of range"):
+        GradCam(num_classes=2, backbone="test_resnet", target_layer=9)
+    with pytest.raises(ConfigError, match="not a module"):
+        GradCam(num_classes=2, backbone="test_resnet", target_layer="layer9")

@@ -205,3 +205,37 @@ def test_disk_cache_serves_decoded_arrays_and_notices_changed_files(cub_root, tm
     np.testing.assert_array_equal(again[1], first[1])
     image_path.unlink()  # served from the cache alone
     np.testing.assert_array_equal(ds.raw(0)[0], first[0])
+
+
+def test_authors_oxf_rule_by_hand():
+    from wslbench.data.oxf import foreground_authors_rule
+
+    seg = np.array([[[0, 0, 254], [0, 0, 255], [1, 0, 254], [0, 0, 200]],
+                    [[0, 3, 10], [230, 200, 40], [0, 0, 0], [0, 0, 253]]], dtype=np.uint8)
+    # (0,0,254) subtracted with saturation: left = (0,0,0), (0,0,1), (1,0,0), (0,0,0) / (0,3,0), (230,200,0), 0, 0
+    expected = [[False, True, True, False], [True, True, False, False]]
+    assert foreground_authors_rule(seg, jpeg_round_trip=False).tolist() == expected
+    # where the blue-distance rule calls the noisy background pixels (0,0,255), (1,0,254) background
+    assert foreground_from_segmim(seg).tolist() == [[False, False, False, False], [True, True, True, False]]
+
+
+def test_authors_oxf_rule_jpeg_round_trip_keeps_the_flower_and_an_empty_background():
+    from wslbench.data.oxf import foreground_authors_rule
+
+    seg = np.zeros((16, 16, 3), np.uint8)
+    seg[..., 2] = 254
+    assert not foreground_authors_rule(seg).any()  # a clean background stays empty through the JPEG
+    seg[4:12, 4:12] = (230, 200, 40)
+    fg = foreground_authors_rule(seg)
+    assert fg[4:12, 4:12].all() and fg.sum() >= 64  # the JPEG may add ringing around, never remove the flower
+
+
+def test_oxf_mask_rule_option_and_bad_rule(tmp_path):
+    from wslbench.errors import ConfigError
+
+    build_oxf(tmp_path / "oxf")
+    blue = OxfordFlowersDataset(split="test", root=tmp_path / "oxf", cache=None)
+    authors = OxfordFlowersDataset(split="test", root=tmp_path / "oxf", cache=None, mask_rule="authors")
+    assert authors.raw(0)[1].sum() > blue.raw(0)[1].sum()  # the JPEG-noisy blue counts as flower for the authors
+    with pytest.raises(ConfigError, match="mask_rule"):
+        OxfordFlowersDataset(split="test", root=tmp_path / "oxf", cache=None, mask_rule="nope").raw(0)

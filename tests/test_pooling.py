@@ -37,12 +37,25 @@ def test_lse_pool_does_not_overflow_on_large_activations():
 
 
 def test_wildcat_pool_topk_bottomk_by_hand():
+    """The official formula (durandtibo/wildcat.pytorch, WildcatPool2dFunction.forward):
+    (mean top-kmax + alpha * mean bottom-kmin) / 2 when kmin > 0 and alpha != 0, else the top mean."""
     m = torch.arange(10, dtype=torch.float64).view(1, 1, 2, 5)  # values 0..9
-    # kmax = 3 -> mean(9, 8, 7) = 8; kmin = 2 -> mean(0, 1) = 0.5; alpha 0.7
-    assert wildcat_pool(m, kmax=3, kmin=2, alpha=0.7).item() == pytest.approx(8 + 0.7 * 0.5)
-    # fractions of the 10 locations: kmax .2 -> 2 (9, 8), kmin .3 -> 3 (0, 1, 2)
-    assert wildcat_pool(m, kmax=0.2, kmin=0.3, alpha=1.0).item() == pytest.approx(8.5 + 1.0)
-    assert wildcat_pool(m, kmax=1, kmin=1, alpha=0.0).item() == pytest.approx(9.0)  # alpha 0: max
+    # kmax = 3 -> mean(9, 8, 7) = 8; kmin = 2 -> mean(0, 1) = 0.5; alpha 0.7: (8 + 0.35) / 2
+    assert wildcat_pool(m, kmax=3, kmin=2, alpha=0.7).item() == pytest.approx(4.175)
+    # fractions of the 10 locations: kmax .2 -> 2 (9, 8), kmin .3 -> 3 (0, 1, 2): (8.5 + 1.0) / 2
+    assert wildcat_pool(m, kmax=0.2, kmin=0.3, alpha=1.0).item() == pytest.approx(4.75)
+    # no negative evidence: the top mean alone, not halved (alpha = 0, or kmin = 0)
+    assert wildcat_pool(m, kmax=1, kmin=1, alpha=0.0).item() == pytest.approx(9.0)
+    assert wildcat_pool(m, kmax=2, kmin=0, alpha=0.7).item() == pytest.approx(8.5)
+    # kmin defaults to kmax: kmax = kmin = 2 -> (8.5 + 0.7 * 0.5) / 2
+    assert wildcat_pool(m, kmax=2, alpha=0.7).item() == pytest.approx(4.425)
+
+
+def test_wildcat_pool_matches_numpy_on_random_maps():
+    x = RNG.normal(size=(2, 3, 4, 5))
+    flat = np.sort(x.reshape(2, 3, 20), axis=2)[..., ::-1]
+    expected = (flat[..., :4].mean(2) + 0.6 * flat[..., -6:].mean(2)) / 2  # kmax .2 -> 4, kmin .3 -> 6
+    np.testing.assert_allclose(wildcat_pool(torch.tensor(x), 0.2, 0.3, 0.6).numpy(), expected, rtol=1e-12)
 
 
 def test_class_wise_pool_averages_modalities():

@@ -142,3 +142,19 @@ def test_latex_parses_with_a_latex_parser_one_row_per_method(tmp_path):
         assert names == [n.replace("&", r"\&") for n in tab.rows]  # one row per method, in order
         groups = tabular.latex_verbatim().count(r"\multicolumn")
         assert groups == len(tab.groups) == len({r["dataset"] for r in collect_runs(tmp_path / "runs").to_dict("records")})
+
+
+def test_caption_counts_images_left_out_for_an_undefined_dice(tmp_path):
+    fabricate(tmp_path, unfinished=False)
+    t2 = build_tables(collect_runs(tmp_path))[1]
+    assert "both empty" not in t2.caption  # no such image: the caption stays as it was
+    for k, n in ((0, 2), (1, 1)):  # CAM-Avg on GlaS: 2 images in seed 0, 1 in seed 1 had no foreground anywhere
+        path = tmp_path / "glas" / "cam-avg" / f"seed{k}" / "eval.json"
+        ev = json.loads(path.read_text())
+        ev["n_empty_both"] = {"f1_pos": n, "f1_neg": 0}
+        path.write_text(json.dumps(ev))
+    runs = collect_runs(tmp_path)
+    tables = build_tables(runs)
+    assert "CAM-Avg GlaS F1+ (%): 3" in tables[1].caption and "F1- (%): " not in tables[1].caption
+    assert "both empty" not in tables[0].caption  # classification error: no Dice
+    assert "both empty" in tables[1].to_markdown() and "both empty" in tables[1].to_latex()

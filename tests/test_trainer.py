@@ -58,6 +58,7 @@ def test_run_directory_contents(tmp_path):
         assert (d / name).is_file(), name
     env = json.loads((d / "env.json").read_text())
     assert {"git_commit", "torch", "timm", "device"} <= set(env)
+    assert env["amp"] == "float32"  # the CPU runs without autocast: env.json says so
     ev = json.loads((d / "eval.json").read_text())
     assert 0 <= ev["cls_error"] <= 100 and 0 <= ev["f1_pos"] <= 1 and 0 <= ev["f1_neg"] <= 1
     assert ev["n_images"] == 12 and len(list((d / "masks").glob("*.png"))) == 12
@@ -77,3 +78,11 @@ def test_early_stopping_stops_after_patience(tmp_path):
     res = run(cfg, run_dir=tmp_path / "r")
     assert len(read_jsonl(tmp_path / "r" / "metrics.jsonl")) == 3
     assert res["stopped_early"] is True and res["checkpoint_epoch"] == 1
+
+
+def test_paper_configs_state_fp32():
+    from wslbench.config import resolve
+
+    for dataset in ("glas", "cub", "cub5", "oxf"):
+        for method in ("cam-avg", "minmax"):
+            assert resolve(method, dataset).train.amp is False  # the paper's runs are fp32

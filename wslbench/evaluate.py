@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from wslbench.eval_padding import crop_to_box, pad_to_multiple
 from wslbench.io import atomic_save, atomic_write_bytes, atomic_write_json
-from wslbench.metrics import RECALL_GRID, classification_error, f1_pos_neg, interpolated_pr
+from wslbench.metrics import RECALL_GRID, classification_error, f1_pos_neg, interpolated_pr, mean_score
 
 
 @dataclass
@@ -54,8 +55,11 @@ def predict_dataset(
     channels_last: bool = False,
     keep_images: bool = False,
     num_workers: int = 0,
+    pad_multiple: int = 0,
 ) -> Iterator[ImagePrediction]:
-    """Yield one ImagePrediction per image of ``dataset`` (its evaluation transform: whole image)."""
+    """Yield one ImagePrediction per image of ``dataset`` (its evaluation transform: whole image).
+    ``pad_multiple``: reflect-pad each batch to sides that are multiples of it before ``predict``
+    and crop the maps back (the authors' evaluation geometry, wslbench.eval_padding)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     method.eval()
     mean = getattr(dataset.transform.normalize.transforms[1], "mean", None)
@@ -64,9 +68,10 @@ def predict_dataset(
         images = batch["image"].to(device, non_blocking=True)
         if channels_last and device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
+        padded, box = pad_to_multiple(images, pad_multiple)
         with torch.no_grad(), autocast_for(device, amp):
-            pred = method.predict(images)
-        probs = pred.maps.float().clamp(0, 1).cpu().numpy()
+            pred = method.predict(padded)
+        probs = crop_to_box(pred.maps, box).float().clamp(0, 1).cpu().numpy()
         labels = pred.logits.argmax(1).cpu().tolist() if pred.logits is not None else [None] * len(probs)
         raw = denormalize(images, mean, std) if keep_images else [None] * len(probs)
         for i in range(len(probs)):
@@ -111,30 +116,35 @@ def evaluate(
     crf_params: dict | None = None,
     save_masks: bool = True,
     extra: dict | None = None,
+    pad_multiple: int = 0,
 ) -> dict:
     """Score ``method`` on ``dataset`` and write eval.json, per_image.csv and masks/ under out_dir."""
     out_dir = Path(out_dir)
     rows, preds, labels, crf_inputs = [], [], [], []
     curves = {"pos": [], "neg": []}
-    for p in predict_dataset(method, dataset, device, batch_size, amp, keep_images=crf):
+    for p in predict_dataset(method, dataset, device, batch_size, amp, keep_images=crf, pad_multiple=pad_multiple):
         binary = p.prob >= threshold
         f1p, f1n = f1_pos_neg(binary, p.mask)
         for key, scores, target in (("pos", p.prob, p.mask), ("neg", 1 - p.prob, ~p.mask)):
             curve = interpolated_pr(scores, target)
             if curve is not None:
                 curves[key].append(curve)
-        rows.append({"id": p.id, "label": p.label, "pred_label": p.pred_label, "f1_pos": f1p, "f1_neg": f1n})
+        rows.append({"id": p.id, "label": p.label, "pred_label": p.pred_label, "f1_pos": f1p, "f1_neg": f1n,
+                     # Dice undefined (prediction and truth both empty), left out of the means (metrics doc)
+                     "empty_both_pos": int(np.isnan(f1p)), "empty_both_neg": int(np.isnan(f1n))})
         preds.append(p.pred_label)
         labels.append(p.label)
         if save_masks:
             atomic_write_bytes(out_dir / "masks" / f"{p.id}.png", _png(binary))
         if crf:
             crf_inputs.append((p.image, p.prob, p.mask))
+    (f1_pos, n_pos), (f1_neg, n_neg) = (mean_score(r[k] for r in rows) for k in ("f1_pos", "f1_neg"))
     result = {
         "cls_error": classification_error(preds, labels) if method.classifies else None,
-        "f1_pos": float(np.mean([r["f1_pos"] for r in rows])),
-        "f1_neg": float(np.mean([r["f1_neg"] for r in rows])),
+        "f1_pos": f1_pos,
+        "f1_neg": f1_neg,
         "n_images": len(rows),
+        "n_empty_both": {"f1_pos": n_pos, "f1_neg": n_neg},  # images left out of each mean (Dice undefined)
         "threshold": threshold,
         "split": dataset.split,
     }
@@ -144,8 +154,8 @@ def evaluate(
         refined = refine_many([(img, prob) for img, prob, _ in crf_inputs], **(crf_params or {}))
         for row, ref, (_, _, mask) in zip(rows, refined, crf_inputs):
             row["crf_f1_pos"], row["crf_f1_neg"] = f1_pos_neg(ref >= threshold, mask)
-        result["crf_f1_pos"] = float(np.mean([r["crf_f1_pos"] for r in rows]))
-        result["crf_f1_neg"] = float(np.mean([r["crf_f1_neg"] for r in rows]))
+        for k in ("crf_f1_pos", "crf_f1_neg"):
+            result[k], result["n_empty_both"][k] = mean_score(r[k] for r in rows)
     result.update(extra or {})
     write_pr_curve(out_dir / "pr_curve.csv", curves)
     buf = io.StringIO()

@@ -1,7 +1,17 @@
 """Localization and classification metrics: the public API others can call on their own masks.
 
 Dice = 2|P ∩ T| / (|P| + |T|); F1+ is the Dice of the foreground, F1- the Dice of the
-background (complements). Two empty masks agree perfectly: Dice 1.0.
+background (complements).
+
+Empty masks (one rule, everywhere): when the prediction and the truth are both empty, Dice is
+0/0 and undefined. The min-max authors' code returns that 0/0 (NaN, tools.compute_dice_index);
+sklearn's f1_score returns 0 by its zero_division convention; 1.0 would reward a model for an
+image that has nothing to find. We keep the authors' value, NaN, per image, and average a set's
+scores over the images where Dice is defined (``mean_score``), counting the others:
+evaluation writes that count to eval.json as ``n_empty_both`` (per score) and flags the images
+in per_image.csv, and the tables say when a score leaves any out. The data sets of the paper
+have a region of interest in every test image, so F1+ never hits the rule with them; F1- does
+only when both masks cover the whole image.
 """
 from __future__ import annotations
 
@@ -17,13 +27,22 @@ def _as_bool(a) -> np.ndarray:
 
 
 def dice(pred, target) -> float:
-    """Dice of two boolean arrays (numpy or torch, any shape); 1.0 when both are empty."""
+    """Dice of two boolean arrays (numpy or torch, any shape); NaN (undefined) when both are
+    empty (see the module doc)."""
     p, t = _as_bool(pred), _as_bool(target)
     if p.shape != t.shape:
         raise ValueError(f"dice: shapes differ {p.shape} vs {t.shape}")
     inter = np.count_nonzero(p & t)
     total = np.count_nonzero(p) + np.count_nonzero(t)
-    return 1.0 if total == 0 else 2.0 * inter / total
+    return float("nan") if total == 0 else 2.0 * inter / total
+
+
+def mean_score(scores) -> tuple[float | None, int]:
+    """(mean over the defined per-image scores, number of undefined ones). The mean is None
+    when no score is defined."""
+    v = np.asarray(list(scores), dtype=np.float64)
+    undefined = int(np.isnan(v).sum())
+    return (float(np.nanmean(v)) if undefined < v.size else None), undefined
 
 
 def f1_pos_neg(pred, target) -> tuple[float, float]:

@@ -36,6 +36,28 @@ NOERASE = "minmax-noerase"
 VARIANT_NAMES = {"minmax": "with erasing (u > 0)", NOERASE: "without erasing (u = 0)"}
 
 
+#: Dice scores that leave out images where prediction and truth are both empty (eval.json n_empty_both)
+EMPTY_COUNTED = ("f1_pos", "f1_neg", "crf_f1_pos", "crf_f1_neg")
+
+
+def empty_note(runs: pd.DataFrame, variants, datasets, metrics, titles: dict, row_names: dict) -> str:
+    """A caption sentence naming every cell whose means leave out images with an undefined Dice
+    (both masks empty), with how many images over its seeds; '' when there are none."""
+    parts = []
+    for v in variants:
+        for d in datasets:
+            sub = runs[(runs["variant"] == v) & (runs["dataset"] == d)]
+            for m in metrics:
+                col = f"n_empty_{m}"
+                n = int(sub[col].fillna(0).sum()) if m in EMPTY_COUNTED and col in sub else 0
+                if n:
+                    parts.append(f"{row_names.get(v, METHOD_NAMES.get(v, v))} {DATASET_NAMES.get(d, d)} {titles[m]}: {n}")
+    if not parts:
+        return ""
+    return (" Images where prediction and truth are both empty (Dice undefined) are left out of the means; "
+            "left out, summed over seeds: " + "; ".join(parts) + ".")
+
+
 def display_name(variant: str) -> str:
     """How a method (or the min-max no-erasing variant) is named in tables and figures."""
     return {**METHOD_NAMES, NOERASE: "Ours, no erasing"}.get(variant, variant)
@@ -61,9 +83,11 @@ def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
             "dataset": cfg.get("dataset", run.parent.parent.name), "method": method, "variant": variant,
             "tag": cfg.get("tag"), "seed": int(cfg.get("seed", 0)), "path": str(run),
             **{k: ev.get(k) for k in ("cls_error", "f1_pos", "f1_neg", "crf_f1_pos", "crf_f1_neg", "train_time_s", "epochs_run")},
+            # images whose Dice was undefined (prediction and truth both empty), per score (metrics doc)
+            **{f"n_empty_{k}": int((ev.get("n_empty_both") or {}).get(k, 0)) for k in EMPTY_COUNTED},
         })
     cols = ["dataset", "method", "variant", "tag", "seed", "path", "cls_error", "f1_pos", "f1_neg",
-            "crf_f1_pos", "crf_f1_neg", "train_time_s", "epochs_run"]
+            "crf_f1_pos", "crf_f1_neg", "train_time_s", "epochs_run", *(f"n_empty_{k}" for k in EMPTY_COUNTED)]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -197,6 +221,7 @@ def metric_table(runs, number, caption, metrics, variants, datasets, scale, lowe
     row_names = row_names or METHOD_NAMES
     names = [row_names.get(v, METHOD_NAMES.get(v, v)) for v in variants]
     groups = [(DATASET_NAMES.get(d, d), [titles[m] for m in metrics]) for d in datasets]
+    caption += empty_note(runs, variants, datasets, metrics, titles, row_names)
     return Table(number, caption, names, groups, cells)
 
 

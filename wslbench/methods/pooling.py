@@ -39,10 +39,14 @@ def k_locations(k: float | int, n: int) -> int:
 
 def wildcat_pool(maps: torch.Tensor, kmax: float = 1, kmin: float | None = None, alpha: float = 1.0,
                  dropout: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """Wildcat spatial pooling (Durand et al. 2017): mean of the kmax highest activations plus
-    alpha times the mean of the kmin lowest ones (kmin defaults to kmax). ``dropout`` (training
-    only) acts on the sorted activations, i.e. inside the pooling, not on the output map, as in
-    the min-max authors' deepmil/decision_pooling.py."""
+    """Wildcat spatial pooling (Durand et al. 2017) as the official code computes it
+    (github.com/durandtibo/wildcat.pytorch, wildcat/pooling.py, WildcatPool2dFunction):
+    (mean of the kmax highest + alpha * mean of the kmin lowest activations) / 2 when kmin > 0
+    and alpha != 0, and the mean of the kmax highest alone otherwise (no halving then; kmin
+    defaults to kmax). The halving scales every class score by the same 1/2, so it changes the
+    logits' temperature, not their order. Min-max uses alpha = 0: its scores are the top-k mean,
+    unchanged. ``dropout`` (training only) acts on the sorted activations, i.e. inside the
+    pooling, not on the output map, as in the min-max authors' deepmil/decision_pooling.py."""
     flat = maps.flatten(2)
     n = flat.shape[2]
     kmax_n = k_locations(kmax, n)
@@ -52,7 +56,7 @@ def wildcat_pool(maps: torch.Tensor, kmax: float = 1, kmin: float | None = None,
         sorted_ = dropout(sorted_)
     score = sorted_[..., :kmax_n].mean(dim=2)
     if kmin_n > 0 and alpha != 0:
-        score = score + alpha * sorted_[..., n - kmin_n :].mean(dim=2)
+        score = (score + alpha * sorted_[..., n - kmin_n :].mean(dim=2)) / 2
     return score
 
 

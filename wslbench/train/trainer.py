@@ -208,7 +208,11 @@ class Trainer:
         if not self.dist.is_main:
             return
         atomic_write_yaml(self.run_dir / "config.yaml", self.cfg.to_dict())
-        atomic_write_json(self.run_dir / "env.json", {**environment_info(self.device), "world_size": self.dist.world_size})
+        # amp: the dtype the forward passes actually ran in (the paper's runs are fp32; bf16 autocast is
+        # the speed default where the trainer turns it on), read from the trainer's effective self.amp
+        amp = "bfloat16" if self.amp else "float32"
+        atomic_write_json(self.run_dir / "env.json", {**environment_info(self.device), "world_size": self.dist.world_size,
+                                                      "amp": amp})
 
     def _status(self, state: str, **extra) -> None:
         if self.dist.is_main:
@@ -486,6 +490,7 @@ class Trainer:
             crf_params=ev.get("crf_params") or {},
             save_masks=bool(ev.get("save_masks", True)),
             extra=info,
+            pad_multiple=ev.get("pad_multiple", 0),  # 0 = off; 32 in the paper configs (authors' loader.py)
         )
         if self.dist.is_main and ev.get("figures", True):
             from wslbench.figures import run_pr_figure

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from wslbench.errors import ConfigError
 from wslbench.methods import Method, Prediction
-from wslbench.methods.backbone import pretrained_source
+from wslbench.methods.backbone import pretrained_source, pretrained_state_dict
 
 
 class UNet(Method):
@@ -30,16 +30,12 @@ class UNet(Method):
         except (KeyError, ValueError, RuntimeError) as exc:
             raise ConfigError(f"unet: cannot build a U-Net on timm encoder {backbone!r}: {exc}") from exc
         if isinstance(source, Path):
-            self.load_encoder_weights(source)
+            self.load_encoder_weights(backbone, source)
 
-    def load_encoder_weights(self, path: Path) -> None:
-        """Load a timm classification checkpoint into the encoder (the classifier head is dropped)."""
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+    def load_encoder_weights(self, backbone: str, path: Path) -> None:
+        """Load a timm classification checkpoint (or the file a package ships for ``backbone``,
+        renamed by backbone.py) into the encoder (the classifier head is dropped)."""
+        state = pretrained_state_dict(backbone, path)
         encoder = self.net.encoder.model
         missing, _ = encoder.load_state_dict(state, strict=False)
         if missing:

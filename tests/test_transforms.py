@@ -72,3 +72,48 @@ def test_scale_resizes_image_and_mask_together_in_every_split():
         expected[:3, :4] = 1
         torch.testing.assert_close(msk, expected, rtol=0, atol=0)  # nearest: still the quarter
         assert torch.all(img[:, :2, :3] == 1.0) and torch.all(img[:, 4:, 5:] == 0.0)  # away from the edge
+
+
+def test_glas_like_crop_can_hold_reflected_pixels_beyond_the_border():
+    """pad_fraction 0.5 (the authors' GlaS padding_size): a 4x6 image becomes 8x12 by mirroring
+    (without repeating the edge pixel), image and mask together, before the random crop."""
+    from torchvision import tv_tensors
+
+    from wslbench.data.transforms import ReflectPadFraction
+
+    image = torch.arange(24, dtype=torch.uint8).view(1, 4, 6).repeat(3, 1, 1)
+    mask = torch.arange(24, dtype=torch.uint8).view(4, 6)
+    pad = ReflectPadFraction(0.5)
+    padded_img, padded_mask = pad(tv_tensors.Image(image), tv_tensors.Mask(mask))
+    # independent reference: numpy's "reflect" mode mirrors about the edge pixel, like torch's
+    expected = np.pad(mask.numpy(), ((2, 2), (3, 3)), mode="reflect")
+    assert padded_mask.shape == (8, 12)
+    np.testing.assert_array_equal(padded_mask.numpy(), expected)
+    np.testing.assert_array_equal(padded_img[0].numpy(), expected)
+    # a crop the size of the image, from the padded one: some crops reach beyond the image
+    mean, std = (0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255)  # keep raw pixel values
+    t = build_transform(train=True, patch_size=4, pad_fraction=0.5, mean=mean, std=std)
+    crops_beyond = 0
+    for seed in range(30):
+        torch.manual_seed(seed)
+        img, msk = t(image, mask)
+        assert img.shape == (3, 4, 4)
+        torch.testing.assert_close(img[0].round().to(torch.uint8), msk, rtol=0, atol=0)  # moved together
+        rows = [tuple(r) for r in msk.tolist()]
+        inside = {tuple(mask[i, j:j + 4].tolist()) for i in range(4) for j in range(3)}
+        crops_beyond += any(r not in inside for r in rows)  # a row no crop of the image itself has
+    assert crops_beyond > 0
+    # without padding every crop lies inside the image
+    t0 = build_transform(train=True, patch_size=4, mean=mean, std=std)
+    torch.manual_seed(0)
+    _, msk = t0(image, mask)
+    assert all(tuple(r) in {tuple(mask[i, j:j + 4].tolist()) for i in range(4) for j in range(3)} for r in msk.tolist())
+
+
+def test_pad_fraction_out_of_range_is_a_config_error():
+    import pytest
+
+    from wslbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.pad_fraction"):
+        build_transform(train=True, patch_size=4, pad_fraction=1.0)

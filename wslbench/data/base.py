@@ -53,6 +53,7 @@ class WSLDataset(Dataset):
         affine: dict | None = None,
         resize_min_side: int | None = None,
         scale: float | None = None,
+        pad_fraction: float | None = None,
         mean: tuple = IMAGENET_MEAN,
         std: tuple = IMAGENET_STD,
         cache: str | None = "memory",
@@ -82,6 +83,7 @@ class WSLDataset(Dataset):
             affine=affine,
             resize_min_side=resize_min_side,
             scale=scale,
+            pad_fraction=pad_fraction,
             mean=mean,
             std=std,
         )

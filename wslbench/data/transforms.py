@@ -64,6 +64,29 @@ class Rescale(torch.nn.Module):
         return resize_pair(image, mask, [max(1, round(h * self.factor)), max(1, round(w * self.factor))])
 
 
+class ReflectPadFraction(torch.nn.Module):
+    """Reflect-pad image and mask together by ``fraction`` of the image's height (top and bottom)
+    and width (left and right): a random crop of the result can hold mirrored tissue beyond the
+    border, as in the authors' GlaS loader (padding_size (0.5, 0.5))."""
+
+    def __init__(self, fraction: float):
+        super().__init__()
+        if not 0 <= float(fraction) < 1:
+            raise ConfigError(f"data.pad_fraction must be in [0, 1) (reflect padding needs less than the image size), got {fraction}")
+        self.fraction = float(fraction)
+
+    def forward(self, image, mask):
+        h, w = image.shape[-2:]
+        ph, pw = int(h * self.fraction), int(w * self.fraction)
+        if ph == 0 and pw == 0:
+            return image, mask
+        padding = [pw, ph, pw, ph]  # left, top, right, bottom
+        return (
+            v2.functional.pad(image, padding, padding_mode="reflect"),
+            v2.functional.pad(mask, padding, padding_mode="reflect"),
+        )
+
+
 class JointTransform:
     """Apply a v2 pipeline to (image uint8 CHW, mask uint8 HW), then normalise the image."""
 
@@ -96,6 +119,7 @@ def build_transform(
     affine: dict | None = None,
     resize_min_side: int | None = None,
     scale: float | None = None,
+    pad_fraction: float | None = None,
     mean=(0.485, 0.456, 0.406),
     std=(0.229, 0.224, 0.225),
 ) -> JointTransform:
@@ -108,6 +132,8 @@ def build_transform(
     if train:
         if affine:
             geometric.append(v2.RandomAffine(**affine))
+        if pad_fraction:
+            geometric.append(ReflectPadFraction(pad_fraction))
         if patch_size:
             geometric.append(v2.RandomCrop(patch_size, pad_if_needed=True, padding_mode="reflect"))
         if hflip:

@@ -132,7 +132,10 @@ class Trainer:
         return data_root(self.cfg.dataset, self.cfg.data.get("root"))
 
     def dataset(self, split: str, augment: bool | None = None):
+        from wslbench.methods.backbone import normalization_for
+
         kwargs = dataset_options(self.cfg.data)
+        kwargs["mean"], kwargs["std"] = normalization_for(self.cfg)  # the config's, else the trunk's
         return create_dataset(self.cfg.dataset, split=split, root=self.data_root(), augment=augment, **kwargs)
 
     def _build(self) -> None:

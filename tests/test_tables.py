@@ -146,3 +146,18 @@ def test_latex_parses_with_a_latex_parser_one_row_per_method(tmp_path):
         groups = tabular.latex_verbatim().count(r"\multicolumn")
         datasets = {r["dataset"] for r in collect_runs(tmp_path / "runs").to_dict("records")}
         assert groups == len(tab.groups) and 1 <= len(tab.groups) <= len(datasets)
+
+
+def test_recorded_runs_reproduce_results_tables_byte_for_byte(tmp_path, monkeypatch):
+    """`wslbench tables --runs results/records` writes exactly the committed results/tables/."""
+    from conftest import REPO
+
+    monkeypatch.chdir(REPO)  # the tables name the root as given: results/records
+    res = CliRunner().invoke(main, ["tables", "--runs", "results/records", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    committed = REPO / "results" / "tables"
+    made = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    kept = sorted(p.relative_to(committed).as_posix() for p in committed.rglob("*") if p.is_file())
+    assert made == kept and "cpu_scratch/table2.md" in made
+    for rel in made:
+        assert (tmp_path / rel).read_bytes() == (committed / rel).read_bytes(), rel

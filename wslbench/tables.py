@@ -208,7 +208,7 @@ def metric_table(runs, number, caption, metrics, variants, datasets, scale, lowe
     if bold:
         _mark_best(cells, [v not in NOT_CONTENDERS for v in variants], [lower[m] for _ in datasets for m in metrics])
     row_names = row_names or METHOD_NAMES
-    names = [row_names.get(v, METHOD_NAMES.get(v, v)) for v in variants]
+    names = [row_names.get(v, display_name(v)) for v in variants]
     groups = [(DATASET_NAMES.get(d, d), [titles[m] for m in metrics]) for d in datasets]
     return Table(number, caption, names, groups, cells)
 
@@ -284,7 +284,7 @@ def _run_facts(run: Run) -> dict[str, str | None]:
     return {
         "trunk": f"{model['backbone']} {weights}" if model.get("backbone") else None,
         "resolution": ", ".join(size) or "full size",
-        "epochs": f"{run.setting('epochs')} epochs" if run.trained and run.setting("epochs") else None,
+        "epochs": f"{epochs} epoch{'s' if epochs != 1 else ''}" if (epochs := run.setting("epochs")) else None,
         "selection": SELECTION_NAMES.get(selection, f"best validation {selection}") if selection else None,
         "device": device.upper() if device == "cpu" else device,
     }

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from wslbench.errors import DataError
 from wslbench.runs import NOERASE, Discovery, Run, check_cells, discover

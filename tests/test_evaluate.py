@@ -41,7 +41,8 @@ def test_eval_with_crf_writes_raw_and_refined_scores_and_figures(tiny, tmp_path)
     res = CliRunner().invoke(main, ["figures", "--runs", str(tmp_path / "runs"), "-d", "synthetic",
                                     "--out", str(tmp_path / "fig"), "--images", "3"])
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "fig" / "synthetic_masks.png").is_file() and (tmp_path / "fig" / "synthetic_pr.pdf").is_file()
+    fig = tmp_path / "fig" / "runs"  # one folder per experiment; runs right under the root: the root's name
+    assert (fig / "synthetic_masks.png").is_file() and (fig / "synthetic_pr.pdf").is_file()
 
 
 def test_average_curve_is_mean_of_image_curves():

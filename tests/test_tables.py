@@ -63,7 +63,10 @@ def test_mean_std_seeds_and_variants(tmp_path):
     # erasing variants told apart by model.erase_depth
     assert cell(t3, "without erasing (u = 0)", "GlaS Error (%)").mean == pytest.approx(8.0)
     assert cell(t5, "with erasing (u > 0)", "GlaS Time (min)").mean == pytest.approx(5400 / 60)
-    assert cell(t4, "with erasing (u > 0)", "CUB5 F1+ (%)").text("markdown") == "–"  # missing: visible dash
+    assert [g for g, _ in t4.groups] == ["GlaS"]  # no min-max run on CUB5: the column is left out
+    t4 = build_tables(runs, full_layout=True)[3]  # the paper's layout keeps it: a visible dash, never a zero
+    assert cell(t4, "with erasing (u > 0)", "CUB5 F1+ (%)").text("markdown") == "–"
+    assert [g for g, _ in t4.groups] == ["GlaS", "CUB5", "CUB", "OxF"]
 
 
 def test_bold_excludes_all_ones_and_unet_and_missing_is_dash(tmp_path):
@@ -84,8 +87,8 @@ def test_cli_writes_balanced_latex_and_markdown(tmp_path):
     res = CliRunner().invoke(main, ["tables", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "t"),
                                     "--format", "latex", "--format", "markdown", "--format", "csv"])
     assert res.exit_code == 0, res.output
-    for k in range(1, 7):
-        tex = (tmp_path / "t" / f"table{k}.tex").read_text()
+    for k in range(1, 7):  # runs directly under the root: an experiment named after the root
+        tex = (tmp_path / "t" / "runs" / f"table{k}.tex").read_text()
         assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
         assert r"\toprule" in tex and r"\bottomrule" in tex
         spec = re.search(r"\\begin\{tabular\}\{(l[c]+)\}", tex).group(1)
@@ -93,20 +96,20 @@ def test_cli_writes_balanced_latex_and_markdown(tmp_path):
         for line in body.strip().splitlines():  # every row has as many cells as the column spec
             assert line.endswith(r"\\") and line.count("&") == len(spec) - 1
         assert tex.count("{") == tex.count("}")
-        md = (tmp_path / "t" / f"table{k}.md").read_text()
+        md = (tmp_path / "t" / "runs" / f"table{k}.md").read_text()
         rows = [ln for ln in md.splitlines() if ln.startswith("|")]
         assert len({ln.count("|") for ln in rows}) == 1
-    assert "62.00 ± 2.83 (2)" in (tmp_path / "t" / "table2.md").read_text()
+    assert "62.00 ± 2.83 (2)" in (tmp_path / "t" / "runs" / "table2.md").read_text()
 
 
 def test_tables_from_a_real_tiny_run(tiny, tmp_path):
     from wslbench.train import run
 
-    run(tiny("cam-avg", epochs=1, extra=["train.max_steps_per_epoch=1"]), out=tmp_path)
-    res = CliRunner().invoke(main, ["tables", "--runs", str(tmp_path), "--out", str(tmp_path / "t")])
+    run(tiny("cam-avg", epochs=1, extra=["train.max_steps_per_epoch=1"]), out=tmp_path / "runs")
+    res = CliRunner().invoke(main, ["tables", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "t")])
     assert res.exit_code == 0 and "1 finished run" in res.output
-    ev = json.loads((tmp_path / "synthetic" / "cam-avg" / "seed0" / "eval.json").read_text())
-    md = (tmp_path / "t" / "table2.md").read_text()
+    ev = json.loads((tmp_path / "runs" / "synthetic" / "cam-avg" / "seed0" / "eval.json").read_text())
+    md = (tmp_path / "t" / "runs" / "table2.md").read_text()
     assert f"**{100 * ev['f1_pos']:.2f} ± 0.00** (1)" in md  # the only WSL row: best
 
 
@@ -133,7 +136,7 @@ def test_latex_parses_with_a_latex_parser_one_row_per_method(tmp_path):
 
     tables = build_tables(collect_runs(tmp_path / "runs"))
     for tab in tables:
-        tex = (tmp_path / "t" / f"table{tab.number}.tex").read_text()
+        tex = (tmp_path / "t" / "runs" / f"table{tab.number}.tex").read_text()
         nodes, _, _ = LatexWalker(tex, tolerant_parsing=False).get_latex_nodes()  # raises on bad LaTeX
         tabular = find(nodes, "tabular")
         assert tabular is not None and find(nodes, "table") is not None
@@ -141,7 +144,25 @@ def test_latex_parses_with_a_latex_parser_one_row_per_method(tmp_path):
         names = [line.split("&")[0].strip() for line in body.strip().splitlines()]
         assert names == [n.replace("&", r"\&") for n in tab.rows]  # one row per method, in order
         groups = tabular.latex_verbatim().count(r"\multicolumn")
-        assert groups == len(tab.groups) == len({r["dataset"] for r in collect_runs(tmp_path / "runs").to_dict("records")})
+        datasets = {r["dataset"] for r in collect_runs(tmp_path / "runs").to_dict("records")}
+        assert groups == len(tab.groups) and 1 <= len(tab.groups) <= len(datasets)
+
+
+def test_recorded_runs_reproduce_results_tables_byte_for_byte(tmp_path, monkeypatch):
+    """`wslbench tables --runs results/records` writes exactly the committed results/tables/."""
+    from conftest import REPO
+
+    monkeypatch.chdir(REPO)  # the tables name the root as given: results/records
+    res = CliRunner().invoke(main, ["tables", "--runs", "results/records", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    committed = REPO / "results" / "tables"
+    made = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    kept = sorted(p.relative_to(committed).as_posix() for p in committed.rglob("*") if p.is_file())
+    assert made == kept and "cpu_scratch/table2.md" in made
+    for rel in made:
+        assert (tmp_path / rel).read_bytes() == (committed / rel).read_bytes(), rel
+
+
 
 
 def test_caption_counts_images_left_out_for_an_undefined_dice(tmp_path):

@@ -110,41 +110,47 @@ def eval_cmd(run_dir, crf, device, checkpoint):
 
 @main.command()
 @click.option("--runs", "runs_dir", type=click.Path(file_okay=False), default="results/runs", show_default=True,
-              help="Root of the run folders (<runs>/<dataset>/<method>/seed<k>/).")
+              help="Root searched, at any depth, for run folders (config.yaml + status.json).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results/tables", show_default=True,
-              help="Folder for table<k>.tex / .md / .csv and tables.md.")
+              help="Folder for <experiment>/table<k>.tex / .md / .csv and <experiment>/tables.md.")
+@click.option("--experiment", default=None, help="Only this experiment (default: one set of tables per experiment).")
 @click.option("--format", "formats", type=click.Choice(["latex", "markdown", "csv"]), multiple=True,
               help="Output format(s); repeatable (default: latex and markdown).")
+@click.option("--full-layout", is_flag=True,
+              help="The paper's layout: every method row and data-set column, '–' where no run is (default: leave them out).")
 @friendly_errors
-def tables(runs_dir, out_dir, formats):
-    """Regenerate the paper's Tables 1-6 (mean ± std over seeds) from the finished runs on disk."""
-    from wslbench.tables import collect_runs, write_tables
+def tables(runs_dir, out_dir, experiment, formats, full_layout):
+    """Regenerate the paper's Tables 1-6 (mean ± std over seeds) from the finished runs on disk, per experiment."""
+    from wslbench.runs import discover
+    from wslbench.tables import write_tables
 
-    if not Path(runs_dir).is_dir():
-        raise WslbenchError(f"no run folder {runs_dir}: train with `wslbench run` first or pass --runs")
-    runs = collect_runs(runs_dir)
-    paths = write_tables(runs_dir, out_dir, formats or ("latex", "markdown"), runs=runs)
-    click.echo(f"{len(runs)} finished run(s) -> {len(paths)} files in {out_dir}")
+    found = discover(runs_dir)
+    write_tables(runs_dir, out_dir, formats or ("latex", "markdown"), experiment=experiment, full_layout=full_layout,
+                 discovery=found, echo=click.echo)
+    if found.skipped:
+        click.echo(found.skipped_report(), err=True)
 
 
 @main.command()
 @click.option("--runs", "runs_dir", type=click.Path(file_okay=False), default="results/runs", show_default=True,
-              help="Root of the run folders.")
+              help="Root searched, at any depth, for run folders (config.yaml + status.json).")
 @click.option("--dataset", "-d", required=True, help="Data set whose runs to compare.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results/figures", show_default=True,
-              help="Folder for <dataset>_pr.png/.pdf and <dataset>_masks.png/.pdf.")
+              help="Folder for <experiment>/<dataset>_pr.png/.pdf and <experiment>/<dataset>_masks.png/.pdf.")
+@click.option("--experiment", default=None, help="Only this experiment (default: figures for each experiment).")
 @click.option("--images", "n_images", type=int, default=6, show_default=True, help="Rows of the mask comparison grid.")
 @click.option("--data-root", type=click.Path(), default=None, help="Data folder (default: the one the runs used).")
 @friendly_errors
-def figures(runs_dir, dataset, out_dir, n_images, data_root):
-    """Average precision-recall curves and a visual comparison of the predicted masks (PNG + PDF)."""
-    from wslbench.figures import compare_pr, visual_grid
+def figures(runs_dir, dataset, out_dir, experiment, n_images, data_root):
+    """Average precision-recall curves and a visual comparison of the predicted masks (PNG + PDF), per experiment."""
+    from wslbench.figures import write_figures
+    from wslbench.runs import discover
 
-    paths = compare_pr(runs_dir, dataset, out_dir) + visual_grid(runs_dir, dataset, out_dir, n_images, data_root)
-    if not paths:
-        raise WslbenchError(f"no finished {dataset} runs under {runs_dir}")
-    for p in paths:
+    found = discover(runs_dir)
+    for p in write_figures(runs_dir, dataset, out_dir, n_images, data_root, experiment=experiment, discovery=found):
         click.echo(str(p))
+    if found.skipped:
+        click.echo(found.skipped_report(), err=True)
 
 
 @main.command()

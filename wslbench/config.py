@@ -72,6 +72,7 @@ class RunConfig:
     dataset: str
     seed: int = 0
     tag: str | None = None  # distinguishes ablations of one method in the run folder name
+    experiment: str | None = None  # the experiment the run belongs to (wslbench.runs): a folder level above <dataset>
     data: dict = field(default_factory=dict)  # loader keys + keyword arguments of the data set
     model: dict = field(default_factory=dict)  # keyword arguments of the method
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -86,12 +87,15 @@ class RunConfig:
         return f"{self.method}+{self.tag}" if self.tag else self.method
 
     def run_dir(self, out: str | Path = "results/runs") -> Path:
-        return Path(out) / self.dataset / self.run_name / f"seed{self.seed}"
+        """``<out>/[<experiment>/]<dataset>/<method>[+tag]/seed<k>``: an experiment is one more folder level."""
+        base = Path(out) / self.experiment if self.experiment else Path(out)
+        return base / self.dataset / self.run_name / f"seed{self.seed}"
 
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "tag": None,
+    "experiment": None,
     "data": {
         "root": None,  # default: $WSLBENCH_DATA/<dataset>
         "batch_size": 16,
@@ -106,6 +110,20 @@ DEFAULTS: dict[str, Any] = {
 
 #: data keys consumed by the loader, not passed to the data set
 LOADER_KEYS = ("root", "batch_size", "eval_batch_size", "num_workers")
+
+
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*")
+
+
+def check_experiment(name) -> str | None:
+    """An experiment name becomes folder(s) under the output root: letters, digits, ``_.-``,
+    ``/`` between levels (``ablations/erasing``); None means no experiment level."""
+    if name is None:
+        return None
+    if not isinstance(name, str) or not EXPERIMENT_NAME.fullmatch(name):
+        raise ConfigError(f"experiment name {name!r}: use letters, digits, '_', '.', '-' (and '/' between levels), "
+                          "e.g. cpu_scratch or glas_lite0")
+    return name
 
 
 def dataset_options(data: dict, drop: tuple[str, ...] = ()) -> dict:
@@ -227,7 +245,7 @@ def resolve(
         if value is not None:
             apply_override(cfg, key, value)
     cfg["method"], cfg["dataset"] = method, dataset
-    extra = set(cfg) - {"method", "dataset", "seed", "tag", *SECTIONS}
+    extra = set(cfg) - {"method", "dataset", "seed", "tag", "experiment", *SECTIONS}
     if extra:
         raise ConfigError(f"unknown top-level config key(s): {', '.join(sorted(extra))}")
     return RunConfig(
@@ -235,6 +253,7 @@ def resolve(
         dataset=dataset,
         seed=int(cfg["seed"]),
         tag=cfg.get("tag"),
+        experiment=check_experiment(cfg.get("experiment")),
         data=dict(cfg["data"]),
         model=dict(cfg["model"]),
         optim=_typed(OptimConfig, cfg["optim"], "optim"),
@@ -250,6 +269,7 @@ def from_dict(d: dict) -> RunConfig:
         dataset=d["dataset"],
         seed=int(d.get("seed", 0)),
         tag=d.get("tag"),
+        experiment=d.get("experiment"),
         data=dict(d.get("data", {})),
         model=dict(d.get("model", {})),
         optim=_typed(OptimConfig, d.get("optim", {}), "optim"),

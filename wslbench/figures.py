@@ -58,30 +58,54 @@ def run_pr_figure(run_dir: str | Path) -> list[Path]:
     return plot_pr({run_dir.parent.name: df}, run_dir / "pr_curve", title=f"{run_dir.parent.parent.name}: {run_dir.parent.name} {run_dir.name}")
 
 
-def _finished_runs(runs_dir: Path, dataset: str) -> dict[str, list[Path]]:
-    from wslbench.tables import METHOD_NAMES, collect_runs
+def finished_runs(runs_dir: str | Path, dataset: str, experiment: str | None = None,
+                  discovery=None) -> dict[str, dict[str, list[Path]]]:
+    """experiment -> variant -> folders of the finished ``dataset`` runs under ``runs_dir``
+    (any depth, ``wslbench.runs``), variants in the paper's order. None found is an error that
+    names the root, the data sets that were found and the runs skipped."""
+    from wslbench.errors import DataError
+    from wslbench.runs import check_cells, discover
+    from wslbench.tables import METHOD_NAMES
 
-    runs = collect_runs(runs_dir)
-    runs = runs[runs["dataset"] == dataset]
+    found = discovery or discover(runs_dir)
+    runs = found.select(experiment)
+    check_cells(runs)
+    mine = [r for r in runs if r.dataset == dataset]
+    if not mine:
+        others = ", ".join(sorted({r.dataset for r in runs})) or "none"
+        raise DataError(f"no finished {dataset} runs under {found.root} (data sets with finished runs: {others})"
+                        + (f"\n{found.skipped_report()}" if found.skipped else ""))
     order = {m: i for i, m in enumerate(METHOD_NAMES)}
-    out: dict[str, list[Path]] = {}
-    for variant, sub in sorted(runs.groupby("variant"), key=lambda kv: order.get(kv[0], 99)):
-        out[variant] = [Path(p) for p in sorted(sub["path"])]
+    out: dict[str, dict[str, list[Path]]] = {}
+    for r in sorted(mine, key=lambda r: (r.experiment, order.get(r.variant.split("+")[0], 99), r.variant, r.seed)):
+        out.setdefault(r.experiment, {}).setdefault(r.variant, []).append(r.path)
     return out
 
 
-def compare_pr(runs_dir: str | Path, dataset: str, out_dir: str | Path) -> list[Path]:
-    """Average PR curves of every method on ``dataset`` (mean over seeds)."""
+def write_figures(runs_dir: str | Path, dataset: str, out_dir: str | Path, n_images: int = 6,
+                  data_root: str | None = None, experiment: str | None = None, discovery=None) -> list[Path]:
+    """PR curves and the mask grid of ``dataset`` for each experiment (or the one named), in
+    ``<out>/<experiment>/``, like the tables."""
+    paths = []
+    for name, runs in finished_runs(runs_dir, dataset, experiment, discovery).items():
+        out = Path(out_dir) / name
+        paths += compare_pr(runs, dataset, out, title=f"{dataset} ({name})")
+        paths += visual_grid(runs, dataset, out, n_images, data_root)
+    return paths
+
+
+def compare_pr(runs: dict[str, list[Path]], dataset: str, out_dir: str | Path, title: str = "") -> list[Path]:
+    """Average PR curves of every variant in ``runs`` (variant -> run folders; mean over seeds)."""
     from wslbench.tables import display_name
 
     curves = {}
-    for variant, paths in _finished_runs(Path(runs_dir), dataset).items():
+    for variant, paths in runs.items():
         frames = [pd.read_csv(p / "pr_curve.csv") for p in paths if (p / "pr_curve.csv").is_file()]
         if frames:
             curves[display_name(variant)] = pd.concat(frames).groupby("recall", as_index=False).mean()
     if not curves:
         return []
-    return plot_pr(curves, Path(out_dir) / f"{dataset}_pr", title=dataset)
+    return plot_pr(curves, Path(out_dir) / f"{dataset}_pr", title=title or dataset)
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndarray:
@@ -103,14 +127,14 @@ def load_mask(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
         return np.array(m) > 127
 
 
-def visual_grid(runs_dir: str | Path, dataset: str, out_dir: str | Path, n_images: int = 6,
+def visual_grid(runs: dict[str, list[Path]], dataset: str, out_dir: str | Path, n_images: int = 6,
                 data_root: str | None = None) -> list[Path]:
-    """Rows = test images, columns = image, ground truth, each method's binary mask overlaid."""
+    """Rows = test images, columns = image, ground truth, each variant's binary mask overlaid
+    (``runs``: variant -> run folders; the first seed's masks)."""
     from wslbench.config import dataset_options, from_dict, yaml_load
     from wslbench.registry import create_dataset
     from wslbench.tables import display_name
 
-    runs = _finished_runs(Path(runs_dir), dataset)
     if not runs:
         return []
     first = next(iter(runs.values()))[0]

@@ -1,5 +1,7 @@
 """Sweeps: a YAML grid (methods x data sets x seeds, plus tagged variants) expanded into runs.
 
+    experiment: glas_lite0              # optional; recorded in every run's config.yaml, and its
+                                        # runs go to <out>/<experiment>/<dataset>/<method>[+tag]/seed<k>
     methods: [cam-avg, minmax]          # registered names
     datasets: [glas, synthetic]
     seeds: [0, 1, 2]
@@ -10,7 +12,8 @@
     variants:                           # extra runs: a method with a tag and overrides
       - {method: minmax, tag: noerase, set: [model.erase_depth=0]}
 
-Finished runs are skipped, interrupted ones resumed; ``--shard i/n`` keeps the grid entries
+Finished runs are skipped (also when found elsewhere under the output root, at any depth, in
+the same cell: experiment, data set, variant, seed), interrupted ones resumed; ``--shard i/n`` keeps the grid entries
 whose index is i modulo n, so n machines (or a SLURM array) split the grid without talking.
 """
 from __future__ import annotations
@@ -18,10 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wslbench.config import load_yaml, resolve
+from wslbench.config import check_experiment, load_yaml, resolve
 from wslbench.errors import ConfigError, WslbenchError
 
-KEYS = {"methods", "datasets", "seeds", "out", "set", "datasets_set", "methods_set", "variants", "description"}
+KEYS = {"experiment", "methods", "datasets", "seeds", "out", "set", "datasets_set", "methods_set", "variants",
+        "description"}
 
 
 @dataclass(frozen=True)
@@ -31,10 +35,12 @@ class Job:
     seed: int
     tag: str | None = None
     overrides: tuple[str, ...] = field(default=())
+    experiment: str | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.dataset}/{self.method}{'+' + self.tag if self.tag else ''}/seed{self.seed}"
+        cell = f"{self.dataset}/{self.method}{'+' + self.tag if self.tag else ''}/seed{self.seed}"
+        return f"{self.experiment}/{cell}" if self.experiment else cell
 
 
 def expand(spec: dict) -> list[Job]:
@@ -45,6 +51,7 @@ def expand(spec: dict) -> list[Job]:
     for key in ("methods", "datasets", "seeds"):
         if not spec.get(key):
             raise ConfigError(f"sweep: '{key}' must be a non-empty list")
+    experiment = check_experiment(spec.get("experiment"))
     common = list(spec.get("set") or [])
     variants = spec.get("variants") or []
     jobs = []
@@ -58,7 +65,7 @@ def expand(spec: dict) -> list[Job]:
         for method, tag, extra in rows:
             m_set = list((spec.get("methods_set") or {}).get(method, []))
             for seed in spec["seeds"]:
-                jobs.append(Job(method, ds, int(seed), tag, tuple(common + ds_set + m_set + extra)))
+                jobs.append(Job(method, ds, int(seed), tag, tuple(common + ds_set + m_set + extra), experiment))
     return jobs
 
 
@@ -79,7 +86,8 @@ def shard(jobs: list[Job], i: int, n: int) -> list[Job]:
 
 
 def job_config(job: Job):
-    return resolve(job.method, job.dataset, overrides=list(job.overrides), cli={"seed": job.seed, "tag": job.tag})
+    return resolve(job.method, job.dataset, overrides=list(job.overrides),
+                   cli={"seed": job.seed, "tag": job.tag, "experiment": job.experiment})
 
 
 def job_state(run_dir: Path) -> str:
@@ -89,6 +97,27 @@ def job_state(run_dir: Path) -> str:
     if finished_result(run_dir) is not None:
         return "finished"
     return "resume" if (run_dir / "last.pt").is_file() else "new"
+
+
+def finished_elsewhere(out: str | Path) -> dict[tuple, Path]:
+    """(experiment, data set, variant, seed) -> folder of every finished run under ``out``, at
+    any depth (``wslbench.runs``): a job whose cell is there is done even if its folder moved."""
+    from wslbench.errors import DataError
+    from wslbench.runs import discover
+
+    try:
+        found = discover(out)
+    except DataError:  # no output root yet, or no run in it
+        return {}
+    return {(r.experiment, r.dataset, r.variant, r.seed): r.path for r in found.finished}
+
+
+def cell_of(cfg, out: str | Path) -> tuple:
+    """The (experiment, data set, variant, seed) cell the job's run will fill under ``out``."""
+    from wslbench.runs import experiment_of, variant_of
+
+    d = cfg.to_dict()
+    return experiment_of(cfg.run_dir(out), Path(out), d), cfg.dataset, variant_of(d), cfg.seed
 
 
 def load_spec(path: str | Path) -> dict:
@@ -111,14 +140,16 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
     jobs = shard(expand(spec), i, n)
     counts = {"finished": 0, "ran": 0, "failed": 0, "planned": 0}
     failures = []
+    done = finished_elsewhere(out)
     for k, job in enumerate(jobs, 1):
         cfg = job_config(job)
         run_dir = cfg.run_dir(out)
         state = job_state(run_dir)
         prefix = f"[{k}/{len(jobs)}] {job.name}"
-        if state == "finished":
+        elsewhere = done.get(cell_of(cfg, out)) if state == "new" else None
+        if state == "finished" or elsewhere is not None:
             counts["finished"] += 1
-            echo(f"{prefix}: finished, skipped")
+            echo(f"{prefix}: finished{f' at {elsewhere}' if elsewhere else ''}, skipped")
             continue
         if dry_run:
             counts["planned"] += 1

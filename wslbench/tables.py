@@ -1,11 +1,15 @@
-"""The paper's tables, regenerated from the run folders on disk (pandas).
+"""The paper's tables, regenerated from the run folders on disk (pandas), one set per experiment.
 
-Every finished run (``<runs>/<dataset>/<method>[+tag]/seed<k>/`` with ``status.json`` saying
-``finished``, ``config.yaml`` and ``eval.json``) is one row; cells are mean ± sample std over
-seeds with the number of seeds. Min-max runs with ``model.erase_depth = 0`` are the
-"without erasing" variant (Tables 3-5). The best weakly supervised value of a column is bold
-(the constant All-ones and the fully supervised U-Net are not contenders); a missing run shows
-'–', never a zero; a method that does not classify shows 'n/a'.
+Every finished run found under the root (``wslbench.runs``: any depth, ``status.json`` saying
+``finished``, ``config.yaml`` and ``eval.json``) is one row; rows are grouped by experiment,
+and each experiment gets its own Tables 1-6 in ``<out>/<experiment>/``, headed by what the
+experiment is (trunk, resolution, epochs, checkpoint selection). Cells are mean ± sample std
+over seeds with the number of seeds. Min-max runs with ``model.erase_depth = 0`` are the
+"without erasing" variant (Tables 3-5); another tag is a row of its own. The best weakly
+supervised value of a column is bold (the constant All-ones and the fully supervised U-Net are
+not contenders); a missing run shows '–', never a zero; a method that does not classify shows
+'n/a'; a data-set column with no run in a table is left out unless ``full_layout`` asks for the
+paper's layout.
 """
 from __future__ import annotations
 
@@ -14,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from wslbench.io import finished_result
+from wslbench.errors import DataError
+from wslbench.runs import NOERASE, Discovery, Run, check_cells, discover
 
 #: display order and names, as in the paper
 METHOD_NAMES = {
@@ -32,7 +36,7 @@ METHOD_NAMES = {
 }
 NOT_CONTENDERS = {"all-ones", "unet"}
 DATASET_NAMES = {"glas": "GlaS", "cub5": "CUB5", "cub": "CUB", "oxf": "OxF", "synthetic": "Synthetic"}
-NOERASE = "minmax-noerase"
+PAPER_DATASETS = ["glas", "cub5", "cub", "oxf"]  # the paper's column groups (full layout)
 VARIANT_NAMES = {"minmax": "with erasing (u > 0)", NOERASE: "without erasing (u = 0)"}
 
 
@@ -59,36 +63,39 @@ def empty_note(runs: pd.DataFrame, variants, datasets, metrics, titles: dict, ro
 
 
 def display_name(variant: str) -> str:
-    """How a method (or the min-max no-erasing variant) is named in tables and figures."""
-    return {**METHOD_NAMES, NOERASE: "Ours, no erasing"}.get(variant, variant)
+    """How a method, the min-max no-erasing variant or a tagged variant (``cam-max+big`` ->
+    "CAM-Max (big)") is named in tables and figures."""
+    names = {**METHOD_NAMES, NOERASE: "Ours, no erasing"}
+    if variant in names:
+        return names[variant]
+    method, _, tag = variant.partition("+")
+    return f"{METHOD_NAMES.get(method, method)} ({tag})" if tag else variant
 
 
-def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
-    """One row per finished run: dataset, method, variant, tag, seed, metrics, path."""
-    rows = []
-    for status in sorted(Path(runs_dir).glob("*/*/seed*/status.json")):
-        run = status.parent
-        ev = finished_result(run)
-        if ev is None:
-            continue
-        try:
-            cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
-        except (OSError, ValueError, yaml.YAMLError):
-            continue  # a run still being written or broken: not a table row
-        method = cfg.get("method", run.parent.name.split("+")[0])
-        variant = method
-        if method == "minmax" and int((cfg.get("model") or {}).get("erase_depth", 4)) == 0:
-            variant = NOERASE
-        rows.append({
-            "dataset": cfg.get("dataset", run.parent.parent.name), "method": method, "variant": variant,
-            "tag": cfg.get("tag"), "seed": int(cfg.get("seed", 0)), "path": str(run),
-            **{k: ev.get(k) for k in ("cls_error", "f1_pos", "f1_neg", "crf_f1_pos", "crf_f1_neg", "train_time_s", "epochs_run")},
-            # images whose Dice was undefined (prediction and truth both empty), per score (metrics doc)
-            **{f"n_empty_{k}": int((ev.get("n_empty_both") or {}).get(k, 0)) for k in EMPTY_COUNTED},
-        })
-    cols = ["dataset", "method", "variant", "tag", "seed", "path", "cls_error", "f1_pos", "f1_neg",
-            "crf_f1_pos", "crf_f1_neg", "train_time_s", "epochs_run", *(f"n_empty_{k}" for k in EMPTY_COUNTED)]
-    return pd.DataFrame(rows, columns=cols)
+COLUMNS = ["experiment", "dataset", "method", "variant", "tag", "seed", "path", "cls_error", "f1_pos", "f1_neg",
+           "crf_f1_pos", "crf_f1_neg", "train_time_s", "epochs_run"]
+
+
+def runs_frame(runs: list[Run]) -> pd.DataFrame:
+    """One row per run: experiment, dataset, method, variant, tag, seed, path, metrics, and the
+    images whose Dice was undefined (prediction and truth both empty), per score (metrics doc)."""
+    rows = [{"experiment": r.experiment, "dataset": r.dataset, "method": r.method, "variant": r.variant,
+             "tag": r.config.get("tag"), "seed": r.seed, "path": str(r.path),
+             **{k: r.result.get(k) for k in COLUMNS[7:]},
+             **{f"n_empty_{k}": int((r.result.get("n_empty_both") or {}).get(k, 0)) for k in EMPTY_COUNTED}}
+            for r in runs]
+    return pd.DataFrame(rows, columns=COLUMNS + [f"n_empty_{k}" for k in EMPTY_COUNTED])
+
+
+def collect_runs(runs_dir: str | Path, experiment: str | None = None, discovery: Discovery | None = None) -> pd.DataFrame:
+    """One row per finished run under ``runs_dir`` (at any depth; of one experiment when named).
+    No finished run, or two runs claiming one cell, is an error."""
+    found = discovery or discover(runs_dir)
+    runs = found.select(experiment)
+    if not runs:
+        raise DataError(f"no finished runs under {found.root}\n{found.skipped_report()}")
+    check_cells(runs)
+    return runs_frame(runs)
 
 
 @dataclass
@@ -132,10 +139,12 @@ class Table:
     rows: list[str]  # display names
     groups: list[tuple[str, list[str]]]  # (group title, column titles)
     cells: list[list[Cell]]
+    experiment: str = ""  # what the experiment is (describe_experiment), shown above the table
 
     def to_markdown(self) -> str:
         header = ["Method"] + [f"{g} {c}".strip() for g, cols in self.groups for c in cols]
-        lines = [f"**Table {self.number}.** {self.caption}", "", "| " + " | ".join(header) + " |",
+        lines = [f"_{self.experiment}_", ""] if self.experiment else []
+        lines += [f"**Table {self.number}.** {self.caption}", "", "| " + " | ".join(header) + " |",
                  "|" + "|".join(["---"] + [":-:"] * (len(header) - 1)) + "|"]
         for name, row in zip(self.rows, self.cells):
             lines.append("| " + " | ".join([name] + [c.text("markdown") for c in row]) + " |")
@@ -143,8 +152,9 @@ class Table:
 
     def to_latex(self) -> str:
         ncols = sum(len(cols) for _, cols in self.groups)
+        caption = f"{self.experiment} {self.caption}".strip()
         out = [r"\begin{table}[t]", r"\centering", r"\small",
-               f"\\caption{{{latex_escape(self.caption)}}}", f"\\label{{tab:wslbench-{self.number}}}",
+               f"\\caption{{{latex_escape(caption)}}}", f"\\label{{tab:wslbench-{self.number}}}",
                r"\begin{tabular}{l" + "c" * ncols + "}", r"\toprule"]
         if any(g for g, _ in self.groups):
             heads, rules, start = [], [], 2
@@ -176,14 +186,17 @@ def latex_escape(text: str) -> str:
     return text
 
 
-def _datasets(runs: pd.DataFrame) -> list[str]:
-    present = set(runs["dataset"])
+def _datasets(runs: pd.DataFrame, full_layout: bool = False) -> list[str]:
+    present = set(runs["dataset"]) | (set(PAPER_DATASETS) if full_layout else set())
     return [d for d in DATASET_NAMES if d in present] + sorted(present - set(DATASET_NAMES))
 
 
-def _variants(runs: pd.DataFrame, keys: list[str]) -> list[str]:
+def _main_rows(runs: pd.DataFrame, full_layout: bool = False) -> list[str]:
+    """The paper's methods in its order (those with runs, or all of them in the full layout),
+    then any other method or tagged variant; the no-erasing variant has Tables 3-5."""
     present = set(runs["variant"])
-    return [k for k in keys if k in present] + sorted(present - set(keys) - {NOERASE} - set(METHOD_NAMES))
+    paper = [v for v in METHOD_NAMES if full_layout or v in present]
+    return paper + sorted(present - set(METHOD_NAMES) - {NOERASE})
 
 
 def _mark_best(cells: list[list[Cell]], contenders: list[bool], lower_is_better: list[bool]) -> None:
@@ -219,7 +232,7 @@ def metric_table(runs, number, caption, metrics, variants, datasets, scale, lowe
     if bold:
         _mark_best(cells, [v not in NOT_CONTENDERS for v in variants], [lower[m] for _ in datasets for m in metrics])
     row_names = row_names or METHOD_NAMES
-    names = [row_names.get(v, METHOD_NAMES.get(v, v)) for v in variants]
+    names = [row_names.get(v, display_name(v)) for v in variants]
     groups = [(DATASET_NAMES.get(d, d), [titles[m] for m in metrics]) for d in datasets]
     caption += empty_note(runs, variants, datasets, metrics, titles, row_names)
     return Table(number, caption, names, groups, cells)
@@ -229,11 +242,12 @@ SCALE = {"cls_error": 1.0, "f1_pos": 100.0, "f1_neg": 100.0, "crf_f1_pos": 100.0
 LOWER = {"cls_error": True, "f1_pos": False, "f1_neg": False, "crf_f1_pos": False, "crf_f1_neg": False, "train_time_s": True}
 
 
-def build_tables(runs: pd.DataFrame) -> list[Table]:
-    """Tables 1-6 of the paper from the collected runs (empty tables are still produced, all '–')."""
-    datasets = _datasets(runs) or list(DATASET_NAMES)[:4]
-    order = list(METHOD_NAMES)
-    main_rows = [v for v in order if v in set(runs["variant"])] or order
+def build_tables(runs: pd.DataFrame, full_layout: bool = False, experiment: str = "") -> list[Table]:
+    """Tables 1-6 of the paper from the collected runs of one experiment (``experiment``: the
+    line that says what it is). A data-set column group with no run is left out, and a table
+    left with no column is not returned; ``full_layout`` keeps the paper's rows and data sets."""
+    datasets = _datasets(runs, full_layout)
+    main_rows = _main_rows(runs, full_layout)
     classifiers = [v for v in main_rows if v != "unet"]
     erasing = ["minmax", NOERASE]
     t = [
@@ -257,34 +271,137 @@ def build_tables(runs: pd.DataFrame) -> list[Table]:
             if c.n and ref.n and not np.isclose(c.mean, ref.mean):
                 c.arrow = "up" if c.mean > ref.mean else "down"
     t.append(crf)
-    return t
+    for tab in t:
+        tab.experiment = experiment
+    return t if full_layout else [tab for tab in map(_drop_empty_groups, t) if tab.groups]
+
+
+def _drop_empty_groups(tab: Table) -> Table:
+    """The table without the column groups (data sets) in which no cell has a run."""
+    keep, start, groups, cols = [], 0, [], []
+    for g, titles in tab.groups:
+        idx = list(range(start, start + len(titles)))
+        start += len(titles)
+        if any(row[j].n or row[j].na for row in tab.cells for j in idx):
+            groups.append((g, titles))
+            cols += idx
+    cells = [[row[j] for j in cols] for row in tab.cells]
+    return Table(tab.number, tab.caption, tab.rows, groups, cells, tab.experiment)
+
+
+DESCRIBED = {"trunk": "trunk ", "resolution": "input ", "epochs": "", "selection": "checkpoint: ", "device": "on "}
+SELECTION_NAMES = {"val_error": "lowest validation error", "val_f1_pos": "highest validation F1+"}
+
+
+def _run_facts(run: Run) -> dict[str, str | None]:
+    """What one run says about its experiment, in words (None: nothing to say, e.g. All-ones' epochs)."""
+    model, data = run.config.get("model") or {}, run.config.get("data") or {}
+    pretrained = model.get("pretrained")
+    weights = "from scratch" if pretrained in (False, None) else "ImageNet-pretrained" if pretrained is True else "pretrained (file)"
+    size = [f"scale {data['scale']}"] if data.get("scale") not in (None, 1, 1.0) else []
+    size += [f"{data['patch_size']}-px training patches"] if data.get("patch_size") else []
+    size += [f"{data['image_size']}-px images"] if data.get("image_size") else []
+    env = run.env()
+    device = env.get("device")
+    if device and device != "cpu" and env.get("device_name"):
+        device = env["device_name"]
+    selection = (run.result or {}).get("selection")
+    return {
+        "trunk": f"{model['backbone']} {weights}" if model.get("backbone") else None,
+        "resolution": ", ".join(size) or "full size",
+        "epochs": f"{epochs} epoch{'s' if epochs != 1 else ''}" if (epochs := run.setting("epochs")) else None,
+        "selection": SELECTION_NAMES.get(selection, f"best validation {selection}") if selection else None,
+        "device": device.upper() if device == "cpu" else device,
+    }
+
+
+def _summarise(values: dict[tuple[str, str], str | None], per_dataset: bool) -> str:
+    """One fact over the (data set, variant) rows: the common value, or the common value and
+    the exceptions named by data set (``per_dataset``) or by variant."""
+    values = {k: v for k, v in values.items() if v is not None}
+    if not values:
+        return ""
+    by = (lambda k: DATASET_NAMES.get(k[0], k[0])) if per_dataset else (lambda k: display_name(k[1]))
+    counts: dict[str, int] = {}
+    for v in values.values():
+        counts[v] = counts.get(v, 0) + 1
+    if len(counts) == 1:
+        return next(iter(counts))
+    if per_dataset:
+        groups: dict[str, list[str]] = {}
+        for k, v in values.items():
+            groups.setdefault(by(k), [])
+            if v not in groups[by(k)]:
+                groups[by(k)].append(v)
+        return ", ".join(f"{name} {' / '.join(vs)}" for name, vs in groups.items())
+    common = max(counts, key=lambda v: (counts[v], v))
+    others: dict[str, list[str]] = {}
+    for k, v in values.items():
+        if v != common and by(k) not in others.setdefault(v, []):
+            others[v].append(by(k))
+    exceptions = "; ".join(f"{', '.join(who)}: {v}" for v, who in others.items())
+    return f"{common} ({exceptions})"
+
+
+def describe_experiment(name: str, runs: list[Run]) -> str:
+    """The line that heads an experiment's tables: its name, trunk, resolution, epochs,
+    checkpoint selection and device, as the runs' config.yaml / eval.json / env.json say."""
+    order = {v: i for i, v in enumerate([*METHOD_NAMES, NOERASE])}
+    ds_order = {d: i for i, d in enumerate(DATASET_NAMES)}
+    runs = sorted(runs, key=lambda r: (ds_order.get(r.dataset, 99), r.dataset, order.get(r.variant, 99), r.variant, r.seed))
+    facts = {}
+    for r in runs:
+        facts.setdefault((r.dataset, r.variant), _run_facts(r))
+    parts = []
+    for what, label in DESCRIBED.items():
+        text = _summarise({k: f[what] for k, f in facts.items()}, per_dataset=what == "resolution")
+        if text:
+            parts.append(label + text)
+    return f"Experiment {name}: " + "; ".join(parts) + "."
 
 
 def write_tables(runs_dir: str | Path, out_dir: str | Path, formats=("latex", "markdown"),
-                 runs: pd.DataFrame | None = None) -> list[Path]:
-    """Build Tables 1-6 from the runs under ``runs_dir`` (``runs``: already collected from there)
-    and write table<k>.tex / .md / .csv and tables.md; return the paths."""
+                 experiment: str | None = None, full_layout: bool = False,
+                 discovery: Discovery | None = None, echo=None) -> list[Path]:
+    """Find the runs under ``runs_dir`` (``discovery``: already found there) and write, for each
+    experiment (or the one named), Tables 1-6 as ``<out>/<experiment>/table<k>.tex / .md / .csv``
+    and ``tables.md``; ``echo`` hears one line per experiment. Returns the paths."""
     from wslbench.io import atomic_write_text
 
-    runs = collect_runs(runs_dir) if runs is None else runs
-    tables = build_tables(runs)
-    out_dir = Path(out_dir)
+    found = discovery or discover(runs_dir)
+    chosen = found.select(experiment)
+    if not chosen:
+        raise DataError(f"no finished runs under {found.root}\n{found.skipped_report()}")
+    check_cells(chosen)
     written = []
-    for tab in tables:
-        if "latex" in formats:
-            written.append(out_dir / f"table{tab.number}.tex")
-            atomic_write_text(written[-1], tab.to_latex())
+    for name in sorted({r.experiment for r in chosen}):
+        runs = [r for r in chosen if r.experiment == name]
+        frame = runs_frame(runs)
+        tables = build_tables(frame, full_layout, describe_experiment(name, runs))
+        out = Path(out_dir) / name
+        mine = []
+        for tab in tables:
+            if "latex" in formats:
+                mine.append(out / f"table{tab.number}.tex")
+                atomic_write_text(mine[-1], tab.to_latex())
+            if "markdown" in formats:
+                mine.append(out / f"table{tab.number}.md")
+                atomic_write_text(mine[-1], tab.to_markdown())
+            if "csv" in formats:
+                mine.append(out / f"table{tab.number}.csv")
+                atomic_write_text(mine[-1], tab.to_frame().to_csv())
         if "markdown" in formats:
-            written.append(out_dir / f"table{tab.number}.md")
-            atomic_write_text(written[-1], tab.to_markdown())
+            where = Path(runs_dir).as_posix()
+            note = (f"_Generated by `wslbench tables` from {len(runs)} finished run(s) of experiment `{name}` under "
+                    f"`{where}`; mean ± std over seeds (number of seeds)._\n\n")
+            mine.append(out / "tables.md")
+            atomic_write_text(mine[-1], note + "\n".join(t.to_markdown() for t in tables))
         if "csv" in formats:
-            written.append(out_dir / f"table{tab.number}.csv")
-            atomic_write_text(written[-1], tab.to_frame().to_csv())
-    if "markdown" in formats:
-        note = f"_Generated by `wslbench tables` from {len(runs)} finished run(s) under `{runs_dir}`; mean ± std over seeds (number of seeds)._\n\n"
-        written.append(out_dir / "tables.md")
-        atomic_write_text(written[-1], note + "\n".join(t.to_markdown() for t in tables))
-    if "csv" in formats:
-        written.append(out_dir / "runs.csv")
-        atomic_write_text(written[-1], runs.to_csv(index=False))
+            mine.append(out / "runs.csv")
+            atomic_write_text(mine[-1], frame.to_csv(index=False))
+        left_out = sorted(set(range(1, 7)) - {t.number for t in tables})
+        if echo:
+            echo(f"{name}: {len(runs)} finished run(s) -> {len(mine)} files in {out}"
+                 + (f" (table(s) {', '.join(map(str, left_out))} left out: no run has their scores)" if left_out else ""))
+        written += mine
     return written

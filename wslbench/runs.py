@@ -1,0 +1,215 @@
+"""Finding run folders under a root, whatever their depth, and the experiment each belongs to.
+
+A run folder is recognised by its own files (``config.yaml`` and ``status.json``), not by where
+it sits, so ``tables``, ``figures`` and ``sweep`` find every run under the root they are given.
+A run's experiment is its config's ``experiment`` key (a sweep file's ``experiment:`` sets it);
+a run without one (made before experiments existed, or by ``wslbench run`` without
+``--set experiment=NAME``) belongs to the folder that holds its ``<dataset>/<method>[+tag]/seed<k>``,
+named by its path below the root (``<root>/cpu_scratch/glas/cam-avg/seed0`` -> ``cpu_scratch``),
+or by the root's own name when that folder is the root. Within an experiment a table cell is
+(data set, variant, seed): two finished runs claiming one cell are an error, never a silent pick.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from wslbench.errors import DataError
+from wslbench.io import finished_result
+
+RUN_FILES = ("config.yaml", "status.json")
+LAYOUT = ("run folders holding config.yaml and status.json, at any depth; written by `wslbench run --out ROOT` "
+          "as ROOT/<dataset>/<method>[+tag]/seed<k>/ and by `wslbench sweep` as "
+          "ROOT/<experiment>/<dataset>/<method>[+tag]/seed<k>/")
+NOERASE = "minmax-noerase"  # the min-max variant without recursive erasing (model.erase_depth = 0)
+
+#: settings that tell experiments apart; runs of one cell (its seeds) must agree on them
+DISTINGUISHING = {
+    "trunk": ("model", "backbone"),
+    "pretrained": ("model", "pretrained"),
+    "scale": ("data", "scale"),
+    "patch_size": ("data", "patch_size"),
+    "image_size": ("data", "image_size"),
+    "epochs": ("train", "epochs"),
+}
+
+
+@dataclass
+class Run:
+    """One run folder as found on disk."""
+
+    path: Path
+    config: dict
+    experiment: str
+    state: str  # status.json's state; "finished" only when eval.json is readable too
+    result: dict | None = None  # eval.json of a finished run
+
+    @property
+    def dataset(self) -> str:
+        return self.config.get("dataset", "?")
+
+    @property
+    def method(self) -> str:
+        return self.config.get("method", "?")
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0))
+
+    @property
+    def variant(self) -> str:
+        return variant_of(self.config)
+
+    @property
+    def trained(self) -> bool:
+        """False for methods with nothing to train (All-ones): their epochs say nothing."""
+        r = self.result or {}
+        return bool(r.get("selection")) or bool(r.get("epochs_run"))
+
+    def setting(self, name: str):
+        section, key = DISTINGUISHING[name]
+        if name == "epochs" and not self.trained:
+            return None
+        return (self.config.get(section) or {}).get(key)
+
+    def env(self) -> dict:
+        try:
+            return json.loads((self.path / "env.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+
+@dataclass
+class Discovery:
+    """Every run folder under ``root``: the finished ones, and those skipped with the reason."""
+
+    root: Path
+    finished: list[Run] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def experiments(self) -> list[str]:
+        return sorted({r.experiment for r in self.finished})
+
+    def select(self, experiment: str | None) -> list[Run]:
+        """The finished runs of one experiment (all of them for None); an unknown name is an error."""
+        if experiment is None:
+            return list(self.finished)
+        runs = [r for r in self.finished if r.experiment == experiment]
+        if not runs:
+            known = ", ".join(self.experiments()) or "none"
+            raise DataError(f"no finished runs of experiment {experiment!r} under {self.root}; experiments found: {known}")
+        return runs
+
+    def skipped_report(self, limit: int = 10) -> str:
+        """``3 runs skipped: not finished`` and the folders, or '' when none was skipped."""
+        if not self.skipped:
+            return ""
+        lines = []
+        for reason, n in Counter(reason.split(" (")[0] for _, reason in self.skipped).items():
+            lines.append(f"{n} run{'s' if n > 1 else ''} skipped: {reason}")
+        lines += [f"  {path}: {reason}" for path, reason in self.skipped[:limit]]
+        if len(self.skipped) > limit:
+            lines.append(f"  ... and {len(self.skipped) - limit} more")
+        return "\n".join(lines)
+
+
+def variant_of(config: dict) -> str:
+    """The table row a run fills: its method, ``<method>+<tag>`` for a tagged variant, and
+    ``minmax-noerase`` for min-max with ``model.erase_depth = 0`` (Tables 3-5), tagged or not."""
+    method = config.get("method", "?")
+    model = config.get("model") or {}
+    if method == "minmax" and int(model.get("erase_depth", 4)) == 0:
+        return NOERASE
+    tag = config.get("tag")
+    return f"{method}+{tag}" if tag else method
+
+
+def find_run_dirs(root: str | Path) -> list[Path]:
+    """Every folder under ``root`` (itself included) holding config.yaml and status.json; a run
+    folder's own subfolders (masks/) are not searched; hidden folders are skipped."""
+    found = []
+    for here, dirs, files in os.walk(root):
+        if all(name in files for name in RUN_FILES):
+            found.append(Path(here))
+            dirs[:] = []
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    return sorted(found)
+
+
+def experiment_of(run_dir: Path, root: Path, config: dict) -> str:
+    """The config's ``experiment``; else the path, below ``root``, of the folder that holds the
+    run's ``<dataset>/<method>[+tag]/seed<k>`` (the run's own parent when its folders are named
+    otherwise), or the root's name when that folder is the root."""
+    if config.get("experiment"):
+        return str(config["experiment"])
+    parts = run_dir.relative_to(root).parts
+    standard = len(parts) >= 3 and parts[-3] == config.get("dataset") and parts[-1].startswith("seed")
+    holder = parts[:-3] if standard else parts[:-1]
+    return "/".join(holder) if holder else (root.resolve().name or "runs")
+
+
+def _state(run_dir: Path) -> str:
+    try:
+        return str(json.loads((run_dir / "status.json").read_text()).get("state", "unknown"))
+    except (OSError, ValueError, AttributeError):
+        return "unreadable status.json"
+
+
+def discover(root: str | Path) -> Discovery:
+    """All run folders under ``root``. An error when ``root`` is missing or holds no run folder
+    at all (the message names the root and the layout looked for)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"no run folder {root}: train with `wslbench run` or `wslbench sweep` first, or pass "
+                        f"--runs; looked for {LAYOUT}")
+    dirs = find_run_dirs(root)
+    if not dirs:
+        raise DataError(f"no runs under {root}: looked for {LAYOUT}")
+    found = Discovery(root)
+    for run_dir in dirs:
+        try:
+            config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+            if not isinstance(config, dict):
+                raise ValueError
+        except (OSError, ValueError, yaml.YAMLError):
+            found.skipped.append((run_dir, "unreadable config.yaml"))
+            continue
+        result = finished_result(run_dir)
+        state = _state(run_dir)
+        run = Run(run_dir, config, experiment_of(run_dir, root, config), "finished" if result else state, result)
+        if result is None:
+            why = state if state != "finished" else "finished but eval.json unreadable"
+            found.skipped.append((run_dir, f"not finished ({why})"))
+        else:
+            found.finished.append(run)
+    return found
+
+
+def check_cells(runs: list[Run]) -> None:
+    """Two runs in one cell (experiment, data set, variant, seed), or seeds of one (experiment,
+    data set, variant) that differ in a distinguishing setting, are an error naming both folders."""
+    from wslbench.errors import WslbenchError
+
+    cells: dict[tuple, Run] = {}
+    rows: dict[tuple, Run] = {}
+    for run in runs:
+        key = (run.experiment, run.dataset, run.variant, run.seed)
+        if key in cells:
+            raise WslbenchError(
+                f"two runs claim one cell (experiment {run.experiment}, {run.dataset}, {run.variant}, seed {run.seed}): "
+                f"{cells[key].path} and {run.path}; move one away or give it another experiment "
+                "(`experiment:` in its sweep file, or --set experiment=NAME)")
+        cells[key] = run
+        first = rows.setdefault(key[:3], run)
+        for name in DISTINGUISHING:
+            a, b = first.setting(name), run.setting(name)
+            if a != b and first.trained == run.trained:
+                raise WslbenchError(
+                    f"seeds of one row (experiment {run.experiment}, {run.dataset}, {run.variant}) differ in {name} "
+                    f"({a} vs {b}): {first.path} and {run.path}; give them different experiments")

@@ -102,7 +102,7 @@ def list_cmd():
 @friendly_errors
 def eval_cmd(run_dir, crf, device, checkpoint):
     """Evaluate RUN_DIR's best checkpoint on the test set (writes eval.json, per_image.csv, masks/)."""
-    from wslbench.evaluate import evaluate_run
+    from wslbench.train.trainer import evaluate_run
 
     result = evaluate_run(run_dir, crf=crf, device=device, checkpoint=checkpoint)
     _print_result(result, Path(run_dir))

@@ -86,7 +86,7 @@ def plot_threshold_curves(run_dir: Path, title: str = "") -> list[Path]:
     for ax in (left, right):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="lower left", fontsize=8)
+            ax.legend(loc="best", fontsize=8)
     if title:
         fig.suptitle(title)
     return save(fig, run_dir / "threshold_curves")

@@ -144,3 +144,13 @@ def test_no_test_pixel_reaches_tau_in_a_run(tiny, tmp_path):
     assert first["threshold"] != 0.0 and changed_val["threshold"] == 0.0  # all-foreground masks: mark everything
     saved = json.loads((tmp_path / "r" / "eval.json").read_text())
     assert saved["threshold"] == 0.0 and saved["protocol_config"]["images_per_class"] == 2
+
+
+def test_evaluation_never_imports_the_trainer():
+    import subprocess
+    import sys
+
+    code = ("import sys, wslbench.evaluate, wslbench.protocols, wslbench.external, wslbench.curves; "
+            "print(sorted(m for m in sys.modules if m.startswith('wslbench.train')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -14,6 +14,7 @@ class AllOnes(Method):
     classifies = False
     trainable = False
     crf_applicable = False
+    map_normalization = "none (constant 1)"
 
     def predict(self, images):
         b, _, h, w = images.shape

@@ -19,6 +19,7 @@ class UNet(Method):
 
     uses_pixel_labels = True
     classifies = False
+    map_normalization = "none (per-pixel sigmoid probability)"
 
     def __init__(self, num_classes: int, backbone: str = "resnet18", pretrained=False, output_stride=None,
                  encoder_depth: int = 5, **config):

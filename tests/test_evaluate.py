@@ -38,6 +38,14 @@ def test_eval_with_crf_writes_raw_and_refined_scores_and_figures(tiny, tmp_path)
     pr = pd.read_csv(run_dir / "pr_curve.csv")
     assert list(pr.columns) == ["recall", "precision_pos", "precision_neg"] and len(pr) == 101
     assert (run_dir / "pr_curve.png").stat().st_size > 1000 and (run_dir / "pr_curve.pdf").is_file()
+    # threshold-free scores: PxAP pooled over the test pixels, curves on the grid, CRF maps too
+    curves = pd.read_csv(run_dir / "threshold_curves.csv")
+    assert list(curves.columns) == ["threshold", "f1_pos", "f1_neg", "precision", "recall"] and len(curves) == 1001
+    at_tau = curves[np.isclose(curves["threshold"], ev["threshold"])]
+    assert np.isclose(at_tau["f1_pos"].item(), ev["f1_pos"], atol=1e-8)  # the fixed-tau F1 lies on the curve
+    assert 0 <= ev["pxap"] <= 1 and 0 <= ev["crf_pxap"] <= 1 and ev["map_normalization"] == "min-max per image"
+    assert np.isclose(per["auc_f1_pos"].mean(), ev["auc_f1_pos"]) and "ap" in per.columns
+    assert (run_dir / "threshold_curves.png").stat().st_size > 1000
     res = CliRunner().invoke(main, ["figures", "--runs", str(tmp_path / "runs"), "-d", "synthetic",
                                     "--out", str(tmp_path / "fig"), "--images", "3"])
     assert res.exit_code == 0, res.output

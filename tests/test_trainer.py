@@ -76,8 +76,27 @@ def test_early_stopping_stops_after_patience(tmp_path):
     # lr 0 -> the model never changes -> val error never improves after epoch 1
     cfg = tiny_config(epochs=6, extra=["optim.lr=0.0", "train.patience=2"])
     res = run(cfg, run_dir=tmp_path / "r")
-    assert len(read_jsonl(tmp_path / "r" / "metrics.jsonl")) == 3
-    assert res["stopped_early"] is True and res["checkpoint_epoch"] == 1
+    hist = read_jsonl(tmp_path / "r" / "metrics.jsonl")
+    assert len(hist) == 3  # a tie is no improvement for the patience ...
+    errors = [r["val_error"] for r in hist]
+    assert errors.count(min(errors)) > 1  # (the premise: ties happen here)
+    # ... but it moves the best checkpoint to the LATEST epoch with the lowest error (authors' <=)
+    latest = max(i for i, e in enumerate(errors) if e == min(errors))
+    assert res["stopped_early"] is True and res["checkpoint_epoch"] == latest + 1
+
+
+def test_a_tie_keeps_the_later_epoch_unless_configured_otherwise(tmp_path):
+    # lr 0: the weights never change, validation errors tie (batch-norm statistics aside)
+    extra = ["optim.lr=0.0"]
+    later = run(tiny_config(epochs=3, extra=extra), run_dir=tmp_path / "later")
+    earlier = run(tiny_config(epochs=3, extra=extra + ["eval.protocol.ties=earlier"]), run_dir=tmp_path / "earlier")
+    errors = [r["val_error"] for r in read_jsonl(tmp_path / "later" / "metrics.jsonl")]
+    assert errors == [r["val_error"] for r in read_jsonl(tmp_path / "earlier" / "metrics.jsonl")]
+    best = min(errors)
+    assert errors.count(best) > 1
+    assert later["checkpoint_epoch"] == 1 + max(i for i, e in enumerate(errors) if e == best)
+    assert earlier["checkpoint_epoch"] == 1 + min(i for i, e in enumerate(errors) if e == best)
+    assert later["checkpoint_epoch"] > earlier["checkpoint_epoch"]
 
 
 def test_paper_configs_state_fp32():

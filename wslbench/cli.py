@@ -75,7 +75,7 @@ def run(method, dataset, config_files, overrides, seed, epochs, device, data_roo
 def _print_result(result: dict, run_dir: Path) -> None:
     if not result:
         return
-    keys = [k for k in ("cls_error", "f1_pos", "f1_neg", "crf_f1_pos", "crf_f1_neg") if k in result]
+    keys = [k for k in ("cls_error", "f1_pos", "f1_neg", "pxap", "crf_f1_pos", "crf_f1_neg", "crf_pxap") if k in result]
     parts = []
     for k in keys:
         v = result[k]
@@ -95,17 +95,50 @@ def list_cmd():
 
 
 @main.command(name="eval")
-@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("run_dir", type=click.Path(file_okay=False), required=False)
 @click.option("--crf/--no-crf", default=None, help="Also score dense-CRF refined masks (default: the run's config).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Where to run the model.")
 @click.option("--checkpoint", default="best.pt", show_default=True, help="Checkpoint file inside RUN_DIR.")
+@click.option("--maps", "maps_dir", type=click.Path(file_okay=False), default=None,
+              help="Score maps made by any code instead of a run: one <id>.npy (float in [0, 1]) or <id>.png "
+                   "(8/16-bit) per test image.")
+@click.option("--dataset", "-d", default=None, help="With --maps: the data set whose test split the maps cover.")
+@click.option("--data-root", type=click.Path(), default=None,
+              help="With --maps: the data set's folder (default: $WSLBENCH_DATA/<dataset>).")
+@click.option("--classes", type=click.Path(dir_okay=False), default=None,
+              help="With --maps: CSV with columns id, pred_label (class index or name) for the classification error.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="With --maps: the run folder to write (e.g. results/runs/<dataset>/<name>/seed0).")
+@click.option("--name", default="external", show_default=True, help="With --maps: the method name tables show.")
+@click.option("--seed", type=int, default=0, show_default=True, help="With --maps: the seed the maps come from.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="With --maps: config override, e.g. --set data.scale=0.5 or --set eval.threshold=0.4.")
+@click.option("--map-normalization", default=None,
+              help="With --maps: how the maps were brought to [0, 1], recorded in eval.json.")
 @friendly_errors
-def eval_cmd(run_dir, crf, device, checkpoint):
-    """Evaluate RUN_DIR's best checkpoint on the test set (writes eval.json, per_image.csv, masks/)."""
-    from wslbench.evaluate import evaluate_run
+def eval_cmd(run_dir, crf, device, checkpoint, maps_dir, dataset, data_root, classes, out_dir, name, seed, overrides,
+             map_normalization):
+    """Evaluate RUN_DIR's best checkpoint on the test set (writes eval.json, per_image.csv, masks/),
+    or, with --maps DIR --dataset NAME --out RUN_DIR, score maps made by other code."""
+    if maps_dir is None:
+        if run_dir is None:
+            raise WslbenchError("give a RUN_DIR, or --maps DIR --dataset NAME --out RUN_DIR")
+        from wslbench.train.trainer import evaluate_run
 
-    result = evaluate_run(run_dir, crf=crf, device=device, checkpoint=checkpoint)
-    _print_result(result, Path(run_dir))
+        result = evaluate_run(run_dir, crf=crf, device=device, checkpoint=checkpoint)
+        _print_result(result, Path(run_dir))
+        return
+    if run_dir is not None or dataset is None or out_dir is None:
+        raise WslbenchError("--maps needs --dataset NAME and --out RUN_DIR (and no RUN_DIR argument)")
+    from wslbench import config as C
+    from wslbench.external import SUPPLIED, evaluate_maps
+    from wslbench.registry import dataset_entry
+
+    dataset_entry(dataset)
+    cfg = C.resolve(name, dataset, overrides=list(overrides), cli={"seed": seed, "data.root": data_root})
+    result = evaluate_maps(maps_dir, cfg, out_dir, classes=classes, crf=crf,
+                           map_normalization=map_normalization or SUPPLIED)
+    _print_result(result, Path(out_dir))
 
 
 @main.command()

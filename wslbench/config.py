@@ -105,7 +105,14 @@ DEFAULTS: dict[str, Any] = {
     "model": {},
     "optim": asdict(OptimConfig()),
     "train": asdict(TrainConfig()),
-    "eval": {"threshold": 0.5, "crf": False, "crf_params": {}, "save_masks": True},
+    "eval": {
+        "threshold": 0.5, "crf": False, "crf_params": {}, "save_masks": True,
+        "save_maps": False,  # also write maps/<id>.npy (float32 in [0, 1]; `wslbench eval --maps` reads them)
+        "curve_interval": 0.001,  # threshold grid of PxAP and F1(t): wsolevaluation's cam_curve_interval
+        # checkpoint and threshold selection (wslbench.protocols); ties: later = the authors'
+        # train_deepmil.py keeps the latest epoch with the lowest validation error (<=)
+        "protocol": {"name": "paper", "ties": "later"},
+    },
 }
 
 #: data keys consumed by the loader, not passed to the data set

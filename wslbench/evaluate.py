@@ -1,5 +1,8 @@
 """One evaluation path for every method: predict a split at full resolution, binarise the
-maps, score them, write eval.json, the per-image CSV and the predicted masks.
+maps, score them, write eval.json, the per-image CSV and the predicted masks; the
+threshold-free scores (PxAP, areas under F1+(t) and F1-(t), wslbench.curves) beside them.
+Maps made by other code enter through ``score_predictions`` (wslbench.external). This module
+never imports the trainer: the trainer uses the evaluation, not the reverse.
 
 Evaluation never branches on a method's name; it reads the method's class flags
 (``classifies``, ``crf_applicable``) and calls ``predict``.
@@ -11,15 +14,20 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
+from wslbench.curves import CURVE_INTERVAL, CurveAccumulator, threshold_grid
+from wslbench.errors import WslbenchError
 from wslbench.eval_padding import crop_to_box, pad_to_multiple
 from wslbench.io import atomic_save, atomic_write_bytes, atomic_write_json
 from wslbench.metrics import RECALL_GRID, classification_error, f1_pos_neg, interpolated_pr, mean_score
+
+#: how CAM-style maps reach [0, 1] (wslbench.methods.maps.minmax_normalize); eval.json says it
+MINMAX_PER_IMAGE = "min-max per image"
 
 
 @dataclass
@@ -56,11 +64,14 @@ def predict_dataset(
     keep_images: bool = False,
     num_workers: int = 0,
     pad_multiple: int = 0,
+    indices: list[int] | None = None,
 ) -> Iterator[ImagePrediction]:
-    """Yield one ImagePrediction per image of ``dataset`` (its evaluation transform: whole image).
-    ``pad_multiple``: reflect-pad each batch to sides that are multiples of it before ``predict``
-    and crop the maps back (the authors' evaluation geometry, wslbench.eval_padding)."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    """Yield one ImagePrediction per image of ``dataset`` (its evaluation transform: whole image),
+    or of the images at ``indices`` only. ``pad_multiple``: reflect-pad each batch to sides that
+    are multiples of it before ``predict`` and crop the maps back (the authors' evaluation
+    geometry, wslbench.eval_padding)."""
+    source = dataset if indices is None else Subset(dataset, list(indices))
+    loader = DataLoader(source, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     method.eval()
     mean = getattr(dataset.transform.normalize.transforms[1], "mean", None)
     std = getattr(dataset.transform.normalize.transforms[1], "std", None)
@@ -104,6 +115,85 @@ def _png(mask: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def score_predictions(
+    predictions: Iterable[ImagePrediction],
+    out_dir: str | Path,
+    threshold: float = 0.5,
+    classifies: bool = True,
+    crf: bool = False,
+    crf_applicable: bool = True,
+    crf_params: dict | None = None,
+    save_masks: bool = True,
+    save_maps: bool = False,
+    map_normalization: str = MINMAX_PER_IMAGE,
+    curve_interval: float = CURVE_INTERVAL,
+    split: str = "test",
+    extra: dict | None = None,
+) -> dict:
+    """Score maps (from any source) against their masks and write the run's evaluation files:
+    eval.json, per_image.csv, pr_curve.csv, threshold_curves.csv, masks/ (and maps/*.npy)."""
+    out_dir = Path(out_dir)
+    rows, preds, labels, crf_inputs = [], [], [], []
+    curves = {"pos": [], "neg": []}
+    grid = threshold_grid(curve_interval)
+    acc = CurveAccumulator(grid=grid)
+    for p in predictions:
+        binary = p.prob >= threshold
+        f1p, f1n = f1_pos_neg(binary, p.mask)
+        for key, scores, target in (("pos", p.prob, p.mask), ("neg", 1 - p.prob, ~p.mask)):
+            curve = interpolated_pr(scores, target)
+            if curve is not None:
+                curves[key].append(curve)
+        rows.append({"id": p.id, "label": p.label, "pred_label": p.pred_label, "f1_pos": f1p, "f1_neg": f1n,
+                     # Dice undefined (prediction and truth both empty), left out of the means (metrics doc)
+                     "empty_both_pos": int(np.isnan(f1p)), "empty_both_neg": int(np.isnan(f1n)),
+                     **acc.add(p.prob, p.mask)})
+        preds.append(p.pred_label)
+        labels.append(p.label)
+        if save_masks:
+            atomic_write_bytes(out_dir / "masks" / f"{p.id}.png", _png(binary))
+        if save_maps:
+            atomic_save(out_dir / "maps" / f"{p.id}.npy", lambda buf, a=p.prob: np.save(buf, a.astype(np.float32)))
+        if crf:
+            crf_inputs.append((p.image, p.prob, p.mask))
+    if not rows:
+        raise WslbenchError(f"nothing to evaluate: the {split} split has no image")
+    (f1_pos, n_pos), (f1_neg, n_neg) = (mean_score(r[k] for r in rows) for k in ("f1_pos", "f1_neg"))
+    result = {
+        "cls_error": classification_error(preds, labels) if classifies else None,
+        "f1_pos": f1_pos,
+        "f1_neg": f1_neg,
+        **acc.summary(),
+        "n_images": len(rows),
+        "n_empty_both": {"f1_pos": n_pos, "f1_neg": n_neg},  # images left out of each mean (Dice undefined)
+        "threshold": threshold,
+        "curve_interval": curve_interval,
+        "map_normalization": map_normalization,
+        "split": split,
+    }
+    if crf and crf_applicable:
+        from wslbench.crf import refine_many
+
+        refined = refine_many([(img, prob) for img, prob, _ in crf_inputs], **(crf_params or {}))
+        crf_acc = CurveAccumulator(grid=grid)
+        for row, ref, (_, _, mask) in zip(rows, refined, crf_inputs):
+            row["crf_f1_pos"], row["crf_f1_neg"] = f1_pos_neg(ref >= threshold, mask)
+            row["crf_ap"] = crf_acc.add(np.clip(ref, 0, 1), mask)["ap"]
+        for k in ("crf_f1_pos", "crf_f1_neg"):
+            result[k], result["n_empty_both"][k] = mean_score(r[k] for r in rows)
+        result.update({f"crf_{k}": v for k, v in crf_acc.summary().items()})
+    result.update(extra or {})
+    write_pr_curve(out_dir / "pr_curve.csv", curves)
+    write_threshold_curves(out_dir / "threshold_curves.csv", acc.table())
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(out_dir / "per_image.csv", buf.getvalue().encode())
+    atomic_write_json(out_dir / "eval.json", result)
+    return result
+
+
 def evaluate(
     method,
     dataset,
@@ -116,55 +206,26 @@ def evaluate(
     crf_params: dict | None = None,
     save_masks: bool = True,
     extra: dict | None = None,
+    save_maps: bool = False,
+    curve_interval: float = CURVE_INTERVAL,
     pad_multiple: int = 0,
 ) -> dict:
     """Score ``method`` on ``dataset`` and write eval.json, per_image.csv and masks/ under out_dir."""
-    out_dir = Path(out_dir)
-    rows, preds, labels, crf_inputs = [], [], [], []
-    curves = {"pos": [], "neg": []}
-    for p in predict_dataset(method, dataset, device, batch_size, amp, keep_images=crf, pad_multiple=pad_multiple):
-        binary = p.prob >= threshold
-        f1p, f1n = f1_pos_neg(binary, p.mask)
-        for key, scores, target in (("pos", p.prob, p.mask), ("neg", 1 - p.prob, ~p.mask)):
-            curve = interpolated_pr(scores, target)
-            if curve is not None:
-                curves[key].append(curve)
-        rows.append({"id": p.id, "label": p.label, "pred_label": p.pred_label, "f1_pos": f1p, "f1_neg": f1n,
-                     # Dice undefined (prediction and truth both empty), left out of the means (metrics doc)
-                     "empty_both_pos": int(np.isnan(f1p)), "empty_both_neg": int(np.isnan(f1n))})
-        preds.append(p.pred_label)
-        labels.append(p.label)
-        if save_masks:
-            atomic_write_bytes(out_dir / "masks" / f"{p.id}.png", _png(binary))
-        if crf:
-            crf_inputs.append((p.image, p.prob, p.mask))
-    (f1_pos, n_pos), (f1_neg, n_neg) = (mean_score(r[k] for r in rows) for k in ("f1_pos", "f1_neg"))
-    result = {
-        "cls_error": classification_error(preds, labels) if method.classifies else None,
-        "f1_pos": f1_pos,
-        "f1_neg": f1_neg,
-        "n_images": len(rows),
-        "n_empty_both": {"f1_pos": n_pos, "f1_neg": n_neg},  # images left out of each mean (Dice undefined)
-        "threshold": threshold,
-        "split": dataset.split,
-    }
-    if crf and method.crf_applicable:
-        from wslbench.crf import refine_many
-
-        refined = refine_many([(img, prob) for img, prob, _ in crf_inputs], **(crf_params or {}))
-        for row, ref, (_, _, mask) in zip(rows, refined, crf_inputs):
-            row["crf_f1_pos"], row["crf_f1_neg"] = f1_pos_neg(ref >= threshold, mask)
-        for k in ("crf_f1_pos", "crf_f1_neg"):
-            result[k], result["n_empty_both"][k] = mean_score(r[k] for r in rows)
-    result.update(extra or {})
-    write_pr_curve(out_dir / "pr_curve.csv", curves)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_bytes(out_dir / "per_image.csv", buf.getvalue().encode())
-    atomic_write_json(out_dir / "eval.json", result)
-    return result
+    return score_predictions(
+        predict_dataset(method, dataset, device, batch_size, amp, keep_images=crf, pad_multiple=pad_multiple),
+        out_dir,
+        threshold=threshold,
+        classifies=method.classifies,
+        crf=crf,
+        crf_applicable=method.crf_applicable,
+        crf_params=crf_params,
+        save_masks=save_masks,
+        save_maps=save_maps,
+        map_normalization=getattr(method, "map_normalization", MINMAX_PER_IMAGE),
+        curve_interval=curve_interval,
+        split=dataset.split,
+        extra=extra,
+    )
 
 
 def write_pr_curve(path: Path, curves: dict[str, list[np.ndarray]]) -> None:
@@ -177,12 +238,14 @@ def write_pr_curve(path: Path, curves: dict[str, list[np.ndarray]]) -> None:
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
 
-def evaluate_run(run_dir: str | Path, crf: bool | None = None, device: str | None = None, checkpoint: str = "best.pt") -> dict:
-    """``wslbench eval RUN_DIR``: reload the run's config and checkpoint, evaluate on the test set."""
-    from wslbench.train.trainer import Trainer
+def write_threshold_curves(path: Path, table: dict[str, np.ndarray]) -> None:
+    """F1+(t) and F1-(t) averaged over the images, pooled precision and recall of the
+    foreground (PxAP's curve), at every threshold t of the grid."""
+    cols = list(table)
+    lines = [",".join(cols)]
+    for i in range(len(table["threshold"])):
+        lines.append(",".join(f"{table[c][i]:.{4 if c == 'threshold' else 8}f}" for c in cols))
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
-    trainer = Trainer.from_run_dir(run_dir, device=device)
-    return trainer.evaluate_test(checkpoint=checkpoint, crf=crf)
 
-
-__all__ = ["evaluate", "evaluate_run", "predict_dataset", "classification_only", "atomic_save"]
+__all__ = ["evaluate", "score_predictions", "predict_dataset", "classification_only", "atomic_save"]

@@ -52,10 +52,44 @@ def plot_pr(curves: dict[str, pd.DataFrame], base: Path, title: str = "") -> lis
 
 
 def run_pr_figure(run_dir: str | Path) -> list[Path]:
-    """The run's own PR figure, next to its pr_curve.csv."""
+    """The run's own PR figure, next to its pr_curve.csv, and its threshold curves beside it."""
     run_dir = Path(run_dir)
     df = pd.read_csv(run_dir / "pr_curve.csv")
-    return plot_pr({run_dir.parent.name: df}, run_dir / "pr_curve", title=f"{run_dir.parent.parent.name}: {run_dir.parent.name} {run_dir.name}")
+    title = f"{run_dir.parent.parent.name}: {run_dir.parent.name} {run_dir.name}"
+    out = plot_pr({run_dir.parent.name: df}, run_dir / "pr_curve", title=title)
+    if (run_dir / "threshold_curves.csv").is_file():
+        out += plot_threshold_curves(run_dir, title)
+    return out
+
+
+def plot_threshold_curves(run_dir: Path, title: str = "") -> list[Path]:
+    """Left: the pooled precision-recall curve of the foreground (its area is PxAP); right: mean
+    F1+ and F1- against the threshold, tau marked (threshold_curves.png/.pdf)."""
+    import json
+
+    df = pd.read_csv(run_dir / "threshold_curves.csv")
+    ev = json.loads((run_dir / "eval.json").read_text()) if (run_dir / "eval.json").is_file() else {}
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
+    pxap = ev.get("pxap")
+    left.step(df["recall"], df["precision"], where="post", lw=1.6,
+              label=f"PxAP {100 * pxap:.1f}" if pxap is not None else None)
+    left.set(xlabel="recall (pooled pixels)", ylabel="precision", title="foreground, all test pixels",
+             xlim=(0, 1), ylim=(0, 1.02))
+    for col, name in (("f1_pos", "F1+"), ("f1_neg", "F1-")):
+        area = ev.get(f"auc_{col}")
+        right.plot(df["threshold"], df[col], lw=1.6, label=f"{name} (area {100 * area:.1f})" if area is not None else name)
+    if ev.get("threshold") is not None:
+        right.axvline(ev["threshold"], color="gray", ls="--", lw=1, label=f"tau = {ev['threshold']:.3f}")
+    right.set(xlabel="threshold", ylabel="Dice (mean over images)", title="F1 against the threshold",
+              xlim=(0, 1), ylim=(0, 1.02))
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return save(fig, run_dir / "threshold_curves")
 
 
 def finished_runs(runs_dir: str | Path, dataset: str, experiment: str | None = None,

@@ -238,15 +238,55 @@ def metric_table(runs, number, caption, metrics, variants, datasets, scale, lowe
     return Table(number, caption, names, groups, cells)
 
 
-SCALE = {"cls_error": 1.0, "f1_pos": 100.0, "f1_neg": 100.0, "crf_f1_pos": 100.0, "crf_f1_neg": 100.0, "train_time_s": 1 / 60}
-LOWER = {"cls_error": True, "f1_pos": False, "f1_neg": False, "crf_f1_pos": False, "crf_f1_neg": False, "train_time_s": True}
+SCALE = {"cls_error": 1.0, "f1_pos": 100.0, "f1_neg": 100.0, "crf_f1_pos": 100.0, "crf_f1_neg": 100.0, "train_time_s": 1 / 60,
+         "pxap": 100.0, "crf_pxap": 100.0, "auc_f1_pos": 100.0, "auc_f1_neg": 100.0}
+LOWER = {"cls_error": True, "f1_pos": False, "f1_neg": False, "crf_f1_pos": False, "crf_f1_neg": False, "train_time_s": True,
+         "pxap": False, "crf_pxap": False, "auc_f1_pos": False, "auc_f1_neg": False}
+#: read from each run's eval.json for the threshold-free tables and the protocol (wslbench.protocols)
+EVAL_FIELDS = ("pxap", "crf_pxap", "auc_f1_pos", "auc_f1_neg", "protocol_label")
+PAPER_PROTOCOL = "paper"
+PROTOCOL_TEXT = {PAPER_PROTOCOL: "paper (fixed threshold, checkpoint on validation classification error)"}
+
+
+def _with_eval_fields(runs: pd.DataFrame) -> pd.DataFrame:
+    """Add the threshold-free scores and the protocol of each run from its eval.json (runs
+    recorded before they existed: no score, protocol 'paper')."""
+    runs = runs.copy()
+    missing = [k for k in EVAL_FIELDS if k not in runs.columns]
+    evs = [finished_result(p) or {} for p in runs["path"]] if missing else []
+    for k in missing:
+        runs[k] = pd.Series([ev.get(k) for ev in evs], index=runs.index, dtype=object)
+    runs["protocol_label"] = [PAPER_PROTOCOL if pd.isna(v) else v for v in runs["protocol_label"]]
+    return runs
+
+
+def _split_by_protocol(runs: pd.DataFrame, datasets: list[str]) -> tuple[pd.DataFrame, list[str], dict, str]:
+    """One column group per (data set, protocol) when the runs used several protocols, so a
+    table shows them side by side; returns runs, column-group keys, their titles, a caption note."""
+    labels = sorted(set(runs["protocol_label"]), key=lambda s: (s != PAPER_PROTOCOL, s)) or [PAPER_PROTOCOL]
+    if len(labels) == 1:
+        return runs, datasets, {}, f" Protocol: {PROTOCOL_TEXT.get(labels[0], labels[0])}."
+    runs = runs.copy()
+    runs["dataset"] = [d if p == PAPER_PROTOCOL else f"{d} [{p}]" for d, p in zip(runs["dataset"], runs["protocol_label"])]
+    keys, titles = [], {}
+    for d in datasets:
+        for p in labels:
+            key = d if p == PAPER_PROTOCOL else f"{d} [{p}]"
+            if p == PAPER_PROTOCOL or key in set(runs["dataset"]):
+                keys.append(key)
+                titles[DATASET_NAMES.get(key, key)] = f"{DATASET_NAMES.get(d, d)} [{p}]"
+    return runs, keys, titles, " Column groups name their selection protocol (wslbench.protocols)."
 
 
 def build_tables(runs: pd.DataFrame, full_layout: bool = False, experiment: str = "") -> list[Table]:
     """Tables 1-6 of the paper from the collected runs of one experiment (``experiment``: the
-    line that says what it is). A data-set column group with no run is left out, and a table
-    left with no column is not returned; ``full_layout`` keeps the paper's rows and data sets."""
+    line that says what it is), 7 (PxAP, with and without CRF) and 8 (areas under the F1 curves).
+    Every caption names the selection protocol, and runs of several protocols get one column
+    group each. A data-set column group with no run is left out, and a table left with no column
+    is not returned; ``full_layout`` keeps the paper's rows and data sets."""
+    runs = _with_eval_fields(runs)
     datasets = _datasets(runs, full_layout)
+    runs, datasets, group_titles, protocol_note = _split_by_protocol(runs, datasets)
     main_rows = _main_rows(runs, full_layout)
     classifiers = [v for v in main_rows if v != "unet"]
     erasing = ["minmax", NOERASE]
@@ -271,6 +311,18 @@ def build_tables(runs: pd.DataFrame, full_layout: bool = False, experiment: str 
             if c.n and ref.n and not np.isclose(c.mean, ref.mean):
                 c.arrow = "up" if c.mean > ref.mean else "down"
     t.append(crf)
+    t.append(metric_table(
+        runs, 7, "Pixel average precision (PxAP, Choe et al. 2020): foreground precision-recall over all test pixels "
+        "pooled, thresholds every 0.001; without and with dense-CRF post-processing ('–': no CRF evaluation, or maps "
+        "that take none).", ["pxap", "crf_pxap"], main_rows, datasets, SCALE, LOWER,
+        titles={"pxap": "PxAP (%)", "crf_pxap": "PxAP + CRF (%)"}))
+    t.append(metric_table(
+        runs, 8, "Threshold-free Dice: area under F1+(t) and F1-(t) for t in [0, 1] (mean over test images at every "
+        "threshold of the grid).", ["auc_f1_pos", "auc_f1_neg"], main_rows, datasets, SCALE, LOWER,
+        titles={"auc_f1_pos": "AUC F1+ (%)", "auc_f1_neg": "AUC F1- (%)"}))
+    for tab in t:
+        tab.caption += protocol_note
+        tab.groups = [(group_titles.get(g, g), cols) for g, cols in tab.groups]
     for tab in t:
         tab.experiment = experiment
     return t if full_layout else [tab for tab in map(_drop_empty_groups, t) if tab.groups]
@@ -290,7 +342,9 @@ def _drop_empty_groups(tab: Table) -> Table:
 
 
 DESCRIBED = {"trunk": "trunk ", "resolution": "input ", "epochs": "", "selection": "checkpoint: ", "device": "on "}
-SELECTION_NAMES = {"val_error": "lowest validation error", "val_f1_pos": "highest validation F1+"}
+SELECTION_NAMES = {"val_error": "lowest validation error", "val_f1_pos": "highest validation F1+",
+                   "val_f1_mean": "highest validation mean of F1+ and F1-",
+                   "val_localization": "best validation localization (pixel budget)"}
 
 
 def _run_facts(run: Run) -> dict[str, str | None]:

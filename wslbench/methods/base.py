@@ -33,6 +33,8 @@ class Method(nn.Module):
     trainable: ClassVar[bool] = True
     #: evaluation may post-process its maps with a dense CRF (Deep MIL's are not probabilities)
     crf_applicable: ClassVar[bool] = True
+    #: how ``predict`` brings its maps to [0, 1]; evaluation states it in eval.json
+    map_normalization: ClassVar[str] = "min-max per image"
 
     def __init__(self, num_classes: int, **config: Any):
         super().__init__()

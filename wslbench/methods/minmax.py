@@ -87,6 +87,7 @@ class MinMax(Method):
     """Min-max entropy (Belharbi et al. 2019): localizer + classifier with recursive erasing."""
 
     crf_applicable = True
+    map_normalization = "min-max per image, then sigmoid(omega (m - sigma))"
 
     def __init__(
         self,

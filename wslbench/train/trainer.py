@@ -24,8 +24,10 @@ from tqdm.auto import tqdm
 
 from wslbench.config import RunConfig, data_root, dataset_options, from_dict
 from wslbench.errors import ConfigError, RunInterrupted, TrainingDiverged, WslbenchError
-from wslbench.evaluate import autocast_for, classification_only, evaluate
+from wslbench.curves import CURVE_INTERVAL
+from wslbench.evaluate import autocast_for, evaluate
 from wslbench.io import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml, finished_result, read_jsonl
+from wslbench.protocols import Protocol
 from wslbench.registry import create_dataset, create_method
 from wslbench.train.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from wslbench.train.distributed import DistInfo, all_reduce_gradients, init_from_env, reduce_sum
@@ -140,6 +142,7 @@ class Trainer:
 
     def _build(self) -> None:
         cfg = self.cfg
+        self.protocol = Protocol.from_eval_config(cfg.eval)  # checkpoint and threshold selection
         seed_everything(cfg.seed)
         self.train_set = self.dataset("train")
         self.val_set = self.dataset("val")
@@ -187,24 +190,12 @@ class Trainer:
 
     # --- selection --------------------------------------------------------------------------
     def _selection(self) -> tuple[str | None, str]:
-        """The validation metric for early stopping/best checkpoint and whether lower is better."""
-        if self.method.classifies:
-            return "val_error", "min"
-        if self.method.uses_pixel_labels:
-            return "val_f1_pos", "max"
-        return None, "min"
+        """The validation metric for early stopping/best checkpoint and whether lower is better
+        (the protocol's choice, wslbench.protocols)."""
+        return self.protocol.selection(self.method)
 
     def _validate(self) -> dict:
-        key, _ = self._selection()
-        if key == "val_error":
-            return {"val_error": classification_only(self.method, self.val_set, self.device, 1, self.amp)}
-        if key == "val_f1_pos":
-            from wslbench.evaluate import predict_dataset
-            from wslbench.metrics import dice
-
-            scores = [dice(p.prob >= 0.5, p.mask) for p in predict_dataset(self.method, self.val_set, self.device, 1, self.amp)]
-            return {"val_f1_pos": sum(scores) / len(scores)}
-        return {}
+        return self.protocol.validate(self.method, self.val_set, self.device, self.amp)
 
     # --- training -------------------------------------------------------------------------
     def _write_run_header(self) -> None:
@@ -415,15 +406,11 @@ class Trainer:
             train_time += record["epoch_time_s"]
             self.scheduler.step()
             record.update(self._validate())
-            if key is None:
-                improved = True
-            else:
-                value = record[key]
-                improved = best is None or (value < best if mode == "min" else value > best)
+            # a tie may move the best checkpoint (protocol ties: later); only a strict gain resets patience
+            improved, strict = (True, True) if key is None else self.protocol.is_best(record[key], best, mode)
             if improved:
-                best, bad_epochs = (record.get(key) if key else epoch), 0
-            else:
-                bad_epochs += 1
+                best = record.get(key) if key else epoch
+            bad_epochs = 0 if strict else bad_epochs + 1
             self._best, self._bad_epochs, self._train_time = best, bad_epochs, train_time
             record["best_epoch"] = epoch if improved else None
             bar = self._bar
@@ -480,18 +467,23 @@ class Trainer:
             for k in ("epochs_run", "stopped_early", "train_time_s", "best_val", "selection"):
                 if k in old:
                     info[k] = old[k]
+        # tau from the protocol: it reads the validation set only, never test_set
+        tau, protocol_info = self.protocol.threshold(self.method, self.val_set, self.device, self.amp)
+        info.update(protocol_info)
         info.update(extra or {})
         result = evaluate(
             self.method,
             test_set,
             self.run_dir,
             self.device,
-            threshold=float(ev.get("threshold", 0.5)),
+            threshold=tau,
             batch_size=int(self.cfg.data.get("eval_batch_size", 1)),
             amp=self.amp,
             crf=bool(ev.get("crf", False) if crf is None else crf),
             crf_params=ev.get("crf_params") or {},
             save_masks=bool(ev.get("save_masks", True)),
+            save_maps=bool(ev.get("save_maps", False)),
+            curve_interval=float(ev.get("curve_interval", CURVE_INTERVAL)),
             extra=info,
             pad_multiple=ev.get("pad_multiple", 0),  # 0 = off; 32 in the paper configs (authors' loader.py)
         )
@@ -502,10 +494,15 @@ class Trainer:
         return result
 
 
+def evaluate_run(run_dir: str | Path, crf: bool | None = None, device: str | None = None, checkpoint: str = BEST) -> dict:
+    """``wslbench eval RUN_DIR``: reload the run's config and checkpoint, evaluate on the test set."""
+    return Trainer.from_run_dir(run_dir, device=device).evaluate_test(checkpoint=checkpoint, crf=crf)
+
+
 def run(cfg: RunConfig, out: str | Path = "results/runs", resume: bool = False, run_dir: str | Path | None = None) -> dict:
     """Train and evaluate one configuration; returns the test metrics (eval.json)."""
     trainer = Trainer(cfg, run_dir or cfg.run_dir(out), resume=resume)
     return trainer.fit()
 
 
-__all__ = ["Trainer", "run", "resolve_device"]
+__all__ = ["Trainer", "run", "evaluate_run", "resolve_device"]

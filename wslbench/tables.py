@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from wslbench.errors import DataError
+from wslbench.io import finished_result
 from wslbench.runs import NOERASE, Discovery, Run, check_cells, discover
 
 #: display order and names, as in the paper

@@ -32,8 +32,10 @@ class ImagePrediction:
 
 
 def autocast_for(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast on CUDA or a CPU when ``amp`` (the run's resolved choice: the trainer asks
+    wslbench.train.fastpath whether this CPU has native bf16), else fp32."""
+    if amp and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -50,7 +52,7 @@ def predict_dataset(
     dataset,
     device: torch.device,
     batch_size: int = 1,
-    amp: bool = True,
+    amp: bool = False,
     channels_last: bool = False,
     keep_images: bool = False,
     num_workers: int = 0,
@@ -62,7 +64,7 @@ def predict_dataset(
     std = getattr(dataset.transform.normalize.transforms[1], "std", None)
     for batch in loader:
         images = batch["image"].to(device, non_blocking=True)
-        if channels_last and device.type == "cuda":
+        if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), autocast_for(device, amp):
             pred = method.predict(images)
@@ -80,12 +82,12 @@ def predict_dataset(
             )
 
 
-def classification_only(method, dataset, device, batch_size=1, amp=True) -> float | None:
+def classification_only(method, dataset, device, batch_size=1, amp=False, channels_last=False) -> float | None:
     """Classification error (%) of ``method`` on ``dataset``; None for methods that do not classify."""
     if not method.classifies:
         return None
     preds, labels = [], []
-    for p in predict_dataset(method, dataset, device, batch_size, amp):
+    for p in predict_dataset(method, dataset, device, batch_size, amp, channels_last):
         preds.append(p.pred_label)
         labels.append(p.label)
     return classification_error(preds, labels)
@@ -106,7 +108,8 @@ def evaluate(
     device: torch.device,
     threshold: float = 0.5,
     batch_size: int = 1,
-    amp: bool = True,
+    amp: bool = False,
+    channels_last: bool = False,
     crf: bool = False,
     crf_params: dict | None = None,
     save_masks: bool = True,
@@ -116,7 +119,7 @@ def evaluate(
     out_dir = Path(out_dir)
     rows, preds, labels, crf_inputs = [], [], [], []
     curves = {"pos": [], "neg": []}
-    for p in predict_dataset(method, dataset, device, batch_size, amp, keep_images=crf):
+    for p in predict_dataset(method, dataset, device, batch_size, amp, channels_last, keep_images=crf):
         binary = p.prob >= threshold
         f1p, f1n = f1_pos_neg(binary, p.mask)
         for key, scores, target in (("pos", p.prob, p.mask), ("neg", 1 - p.prob, ~p.mask)):

@@ -28,6 +28,7 @@ from wslbench.evaluate import autocast_for, classification_only, evaluate
 from wslbench.io import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml, finished_result, read_jsonl
 from wslbench.registry import create_dataset, create_method
 from wslbench.train.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from wslbench.train.fastpath import resolve as resolve_fastpath
 from wslbench.train.distributed import DistInfo, all_reduce_gradients, init_from_env, reduce_sum
 from wslbench.train.lock import RunLock
 from wslbench.train.sampler import ResumableSampler
@@ -105,8 +106,14 @@ class Trainer:
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         self.dist = dist_info or init_from_env(self.device.type)
-        self.channels_last = cfg.train.channels_last and self.device.type == "cuda"
-        self.amp = cfg.train.amp and self.device.type == "cuda"
+        threads = cfg.train.num_threads
+        if threads is not None:
+            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+                raise ConfigError(f"train.num_threads must be a positive integer or null, got {threads!r}")
+            torch.set_num_threads(threads)
+        self.fastpath = resolve_fastpath(self.device, cfg.train.amp, cfg.train.channels_last)
+        self.channels_last = self.fastpath.channels_last
+        self.amp = self.fastpath.amp
         set_deterministic(cfg.train.deterministic)
         self._build()
 
@@ -190,12 +197,12 @@ class Trainer:
     def _validate(self) -> dict:
         key, _ = self._selection()
         if key == "val_error":
-            return {"val_error": classification_only(self.method, self.val_set, self.device, 1, self.amp)}
+            return {"val_error": classification_only(self.method, self.val_set, self.device, 1, self.amp, self.channels_last)}
         if key == "val_f1_pos":
             from wslbench.evaluate import predict_dataset
             from wslbench.metrics import dice
 
-            scores = [dice(p.prob >= 0.5, p.mask) for p in predict_dataset(self.method, self.val_set, self.device, 1, self.amp)]
+            scores = [dice(p.prob >= 0.5, p.mask) for p in predict_dataset(self.method, self.val_set, self.device, 1, self.amp, self.channels_last)]
             return {"val_f1_pos": sum(scores) / len(scores)}
         return {}
 
@@ -204,7 +211,8 @@ class Trainer:
         if not self.dist.is_main:
             return
         atomic_write_yaml(self.run_dir / "config.yaml", self.cfg.to_dict())
-        atomic_write_json(self.run_dir / "env.json", {**environment_info(self.device), "world_size": self.dist.world_size})
+        atomic_write_json(self.run_dir / "env.json", {**environment_info(self.device), **self.fastpath.env(),
+                                                        "world_size": self.dist.world_size})
 
     def _status(self, state: str, **extra) -> None:
         if self.dist.is_main:
@@ -468,6 +476,7 @@ class Trainer:
             threshold=float(ev.get("threshold", 0.5)),
             batch_size=int(self.cfg.data.get("eval_batch_size", 1)),
             amp=self.amp,
+            channels_last=self.channels_last,
             crf=bool(ev.get("crf", False) if crf is None else crf),
             crf_params=ev.get("crf_params") or {},
             save_masks=bool(ev.get("save_masks", True)),

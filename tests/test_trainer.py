@@ -20,16 +20,28 @@ def _result(run_dir):
     return _strip(ev), hist
 
 
-FAST = ["train.amp=true", "train.channels_last=true"]  # bf16 autocast + channels_last, on any CPU
+# bf16 autocast + channels_last on any CPU; one thread: bf16's many small parallel regions make
+# two OpenMP threads spin on a loaded machine (results/benchmarks.md)
+FAST = ["train.amp=true", "train.channels_last=true", "train.num_threads=1"]
 
 
-def test_same_seed_gives_bit_identical_metrics(tmp_path):
+@pytest.fixture
+def keep_threads():
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_same_seed_gives_bit_identical_metrics(tmp_path, keep_threads):
     # in the CPU fast path (bf16 + channels_last); the fp32 default is covered by the resume test
     cfg = tiny_config(epochs=2, extra=FAST)
     run(cfg, run_dir=tmp_path / "a")
     run(cfg, run_dir=tmp_path / "b")
     env = json.loads((tmp_path / "a" / "env.json").read_text())
     assert env["amp_dtype"] == "bf16" and env["channels_last"] is True and "train.amp=true" in env["amp_reason"]
+    assert env["torch_threads"] == 1
     ev_a, hist_a = _result(tmp_path / "a")
     ev_b, hist_b = _result(tmp_path / "b")
     assert hist_a == hist_b  # exact float equality of losses and val errors

@@ -299,3 +299,27 @@ def test_upscale_geometry_of_align_corners(align_corners, first, last):
     rows = torch.nonzero(on.any(dim=1)).flatten().tolist()
     cols = torch.nonzero(on[32]).flatten().tolist()  # bilinear is separable: same cut on each axis
     assert rows == list(range(first, last + 1)) and cols == rows
+
+
+def test_erasing_step_and_predict_run_under_cpu_bf16_autocast_and_channels_last():
+    """The CPU fast path (wslbench.train.fastpath): the erasing passes run inside the trainer's
+    bf16 autocast on a channels_last model; losses stay fp32 and close to the fp32 step's."""
+    fp32 = tiny_model(erase_depth=2)
+    fast = copy.deepcopy(fp32).to(memory_format=torch.channels_last)
+    b = batch()
+    ref = fp32.training_step(b)
+    x = b["image"].contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fast.training_step({"image": x, "label": b["label"]})
+        m_acc, _, _, steps = fast.erase(x, b["label"], backward=False)
+    assert out["loss"].dtype == torch.float32 and torch.isfinite(out["loss"])
+    assert m_acc.dtype == torch.float32 and 0 <= m_acc.min() and m_acc.max() <= 1 and steps >= 1
+    for key in ("loss_pos", "loss_neg", "loss_loc"):
+        torch.testing.assert_close(out[key], ref[key], rtol=0.05, atol=0.02)  # bf16: 8-bit mantissa
+    out["loss"].backward()
+    g = grads(fast)
+    assert all(torch.isfinite(v).all() for v in g.values()) and any(v.abs().sum() > 0 for v in g.values())
+    fast.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        pred = fast.predict(x)
+    assert pred.maps.shape == (4, 64, 64) and 0 <= pred.maps.float().min() and pred.maps.float().max() <= 1

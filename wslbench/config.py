@@ -59,8 +59,11 @@ class TrainConfig:
     patience: int | None = None  # early stopping: epochs without improvement; None = never stop early
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     deterministic: bool = False  # torch.use_deterministic_algorithms(True)
-    amp: bool = True  # bf16 autocast on CUDA (never on CPU)
-    channels_last: bool = True  # on CUDA
+    # auto | true | false (wslbench.train.fastpath; env.json records the effective choice and why).
+    # amp: bf16 autocast; auto = on CUDA, and on a CPU with native bf16 only if CPU_AUTO_BF16.
+    amp: bool | str = "auto"
+    channels_last: bool | str = "auto"  # auto = on CUDA and on CPU (measured faster there)
+    num_threads: int | None = None  # torch.set_num_threads for the run; None: torch's default (all cores)
     sync_batchnorm: bool = False  # under torchrun on CUDA
     progress: bool = True  # tqdm bar per epoch
     max_steps_per_epoch: int | None = None  # cap for smoke tests

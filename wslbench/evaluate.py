@@ -41,8 +41,10 @@ class ImagePrediction:
 
 
 def autocast_for(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast on CUDA or a CPU when ``amp`` (the run's resolved choice: the trainer asks
+    wslbench.train.fastpath whether this CPU has native bf16), else fp32."""
+    if amp and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -59,7 +61,7 @@ def predict_dataset(
     dataset,
     device: torch.device,
     batch_size: int = 1,
-    amp: bool = True,
+    amp: bool = False,
     channels_last: bool = False,
     keep_images: bool = False,
     num_workers: int = 0,
@@ -77,7 +79,7 @@ def predict_dataset(
     std = getattr(dataset.transform.normalize.transforms[1], "std", None)
     for batch in loader:
         images = batch["image"].to(device, non_blocking=True)
-        if channels_last and device.type == "cuda":
+        if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         padded, box = pad_to_multiple(images, pad_multiple)
         with torch.no_grad(), autocast_for(device, amp):
@@ -96,12 +98,12 @@ def predict_dataset(
             )
 
 
-def classification_only(method, dataset, device, batch_size=1, amp=True) -> float | None:
+def classification_only(method, dataset, device, batch_size=1, amp=False, channels_last=False) -> float | None:
     """Classification error (%) of ``method`` on ``dataset``; None for methods that do not classify."""
     if not method.classifies:
         return None
     preds, labels = [], []
-    for p in predict_dataset(method, dataset, device, batch_size, amp):
+    for p in predict_dataset(method, dataset, device, batch_size, amp, channels_last):
         preds.append(p.pred_label)
         labels.append(p.label)
     return classification_error(preds, labels)
@@ -201,7 +203,8 @@ def evaluate(
     device: torch.device,
     threshold: float = 0.5,
     batch_size: int = 1,
-    amp: bool = True,
+    amp: bool = False,
+    channels_last: bool = False,
     crf: bool = False,
     crf_params: dict | None = None,
     save_masks: bool = True,
@@ -212,7 +215,7 @@ def evaluate(
 ) -> dict:
     """Score ``method`` on ``dataset`` and write eval.json, per_image.csv and masks/ under out_dir."""
     return score_predictions(
-        predict_dataset(method, dataset, device, batch_size, amp, keep_images=crf, pad_multiple=pad_multiple),
+        predict_dataset(method, dataset, device, batch_size, amp, channels_last, keep_images=crf, pad_multiple=pad_multiple),
         out_dir,
         threshold=threshold,
         classifies=method.classifies,

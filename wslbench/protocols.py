@@ -135,20 +135,20 @@ class Protocol:
         tie = value == best
         return strict or (tie and self.cfg.ties == "later"), strict
 
-    def validate(self, method, val_set, device, amp: bool = False, batch_size: int = 1) -> dict:
+    def validate(self, method, val_set, device, amp: bool = False, channels_last: bool = False, batch_size: int = 1) -> dict:
         """The validation record of one epoch: the selection score (and what it is made of)."""
         key, _ = self.selection(method)
         if key is None:
             return {}
         if key == "val_error":
             preds, labels = [], []
-            for p in predict_dataset(method, val_set, device, batch_size, amp):
+            for p in predict_dataset(method, val_set, device, batch_size, amp, channels_last):
                 preds.append(p.pred_label)
                 labels.append(p.label)
             return {"val_error": classification_error(preds, labels)}
         if key == "val_f1_mean":
             pos, neg = [], []
-            for p in predict_dataset(method, val_set, device, batch_size, amp):
+            for p in predict_dataset(method, val_set, device, batch_size, amp, channels_last):
                 a, b = f1_pos_neg(p.prob >= self.paper_threshold, p.mask)
                 pos.append(a)
                 neg.append(b)
@@ -158,7 +158,7 @@ class Protocol:
         budget = set(self.budget_indices(val_set))
         acc = CurveAccumulator(grid=self.grid)
         preds, labels = [], []
-        for i, p in enumerate(predict_dataset(method, val_set, device, batch_size, amp)):
+        for i, p in enumerate(predict_dataset(method, val_set, device, batch_size, amp, channels_last)):
             preds.append(p.pred_label)
             labels.append(p.label)
             if i in budget:
@@ -181,7 +181,7 @@ class Protocol:
             return self.paper_threshold, self.describe()
         idx = self.budget_indices(val_set)
         acc = CurveAccumulator(grid=self.grid)
-        for p in predict_dataset(method, val_set, device, batch_size, amp, indices=idx):
+        for p in predict_dataset(method, val_set, device, batch_size, amp, channels_last, indices=idx):
             acc.add(p.prob, p.mask)
         tau = best_threshold(self._criterion(acc), self.grid)
         info = self.describe()

@@ -30,6 +30,7 @@ from wslbench.io import append_jsonl, atomic_write_json, atomic_write_text, atom
 from wslbench.protocols import Protocol
 from wslbench.registry import create_dataset, create_method
 from wslbench.train.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from wslbench.train.fastpath import resolve as resolve_fastpath
 from wslbench.train.distributed import DistInfo, all_reduce_gradients, init_from_env, reduce_sum
 from wslbench.train.lock import RunLock
 from wslbench.train.sampler import ResumableSampler
@@ -111,8 +112,14 @@ class Trainer:
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         self.dist = dist_info or init_from_env(self.device.type)
-        self.channels_last = cfg.train.channels_last and self.device.type == "cuda"
-        self.amp = cfg.train.amp and self.device.type == "cuda"
+        threads = cfg.train.num_threads
+        if threads is not None:
+            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+                raise ConfigError(f"train.num_threads must be a positive integer or null, got {threads!r}")
+            torch.set_num_threads(threads)
+        self.fastpath = resolve_fastpath(self.device, cfg.train.amp, cfg.train.channels_last)
+        self.channels_last = self.fastpath.channels_last
+        self.amp = self.fastpath.amp
         set_deterministic(cfg.train.deterministic)
         self._build()
 
@@ -195,18 +202,18 @@ class Trainer:
         return self.protocol.selection(self.method)
 
     def _validate(self) -> dict:
-        return self.protocol.validate(self.method, self.val_set, self.device, self.amp)
+        return self.protocol.validate(self.method, self.val_set, self.device, self.amp, self.channels_last)
 
     # --- training -------------------------------------------------------------------------
     def _write_run_header(self) -> None:
         if not self.dist.is_main:
             return
         atomic_write_yaml(self.run_dir / "config.yaml", self.cfg.to_dict())
-        # amp: the dtype the forward passes actually ran in (the paper's runs are fp32; bf16 autocast is
-        # the speed default where the trainer turns it on), read from the trainer's effective self.amp
+        # amp: the dtype the forward passes actually ran in (the paper's runs are fp32), from the
+        # trainer's effective self.amp; fastpath.env() says why (amp_dtype/amp_reason, channels_last)
         amp = "bfloat16" if self.amp else "float32"
-        atomic_write_json(self.run_dir / "env.json", {**environment_info(self.device), "world_size": self.dist.world_size,
-                                                      "amp": amp})
+        atomic_write_json(self.run_dir / "env.json", {**environment_info(self.device), **self.fastpath.env(),
+                                                      "world_size": self.dist.world_size, "amp": amp})
 
     def _status(self, state: str, **extra) -> None:
         if self.dist.is_main:
@@ -479,6 +486,7 @@ class Trainer:
             threshold=tau,
             batch_size=int(self.cfg.data.get("eval_batch_size", 1)),
             amp=self.amp,
+            channels_last=self.channels_last,
             crf=bool(ev.get("crf", False) if crf is None else crf),
             crf_params=ev.get("crf_params") or {},
             save_masks=bool(ev.get("save_masks", True)),

@@ -175,7 +175,8 @@ class Protocol:
         pos, neg = acc.mean_curves()
         return {"f1_mean": (pos + neg) / 2, "f1_pos": pos, "f1_neg": neg}[self.cfg.criterion]
 
-    def threshold(self, method, val_set, device, amp: bool = False, batch_size: int = 1) -> tuple[float, dict]:
+    def threshold(self, method, val_set, device, amp: bool = False, channels_last: bool = False,
+                  batch_size: int = 1) -> tuple[float, dict]:
         """tau and what eval.json records about how it was chosen. Only ``val_set`` is read."""
         if self.cfg.name == PAPER:
             return self.paper_threshold, self.describe()

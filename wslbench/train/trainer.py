@@ -475,7 +475,7 @@ class Trainer:
                 if k in old:
                     info[k] = old[k]
         # tau from the protocol: it reads the validation set only, never test_set
-        tau, protocol_info = self.protocol.threshold(self.method, self.val_set, self.device, self.amp)
+        tau, protocol_info = self.protocol.threshold(self.method, self.val_set, self.device, self.amp, self.channels_last)
         info.update(protocol_info)
         info.update(extra or {})
         result = evaluate(

@@ -171,7 +171,7 @@ def test_spg_loss_is_classification_plus_three_guidance_losses():
     x, y = torch.rand(2, 3, 64, 64), torch.tensor([1, 0])
     out = method.training_step({"image": x, "label": y})
     parts = out["loss_cls"] + out["loss_b2"] + out["loss_b1"] + out["loss_c"]
-    assert float(out["loss"]) == pytest.approx(float(parts), rel=1e-6)
+    assert float(out["loss"].detach()) == pytest.approx(float(parts), rel=1e-6)
     assert all(float(out[k]) > 0 for k in ("loss_b2", "loss_b1", "loss_c"))
     out["loss"].backward()
     assert method.b1_in[0].weight.grad is not None and method.c_branch[0][0].weight.grad is not None

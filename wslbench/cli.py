@@ -48,9 +48,12 @@ def main():
               help="Root of the run folders: the run goes to OUT/<dataset>/<method>/seed<k>/.")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
 @click.option("--deterministic", is_flag=True, default=None, help="Turn on torch deterministic algorithms.")
+@click.option("--from", "from_run", type=click.Path(file_okay=False), default=None, metavar="RUN_DIR",
+              help="Post-hoc map methods: evaluate the classifier of this finished run (same data set) instead of training one.")
 @friendly_errors
-def run(method, dataset, config_files, overrides, seed, epochs, device, data_root, out, resume, deterministic):
-    """Train METHOD on DATASET, then evaluate the best checkpoint on the test set."""
+def run(method, dataset, config_files, overrides, seed, epochs, device, data_root, out, resume, deterministic, from_run):
+    """Train METHOD on DATASET, then evaluate the best checkpoint on the test set (with --from, a
+    post-hoc METHOD evaluates a finished run's classifier and trains nothing)."""
     from wslbench import config as C
     from wslbench.registry import dataset_entry, method_entry
     from wslbench.train import run as run_training
@@ -65,10 +68,19 @@ def run(method, dataset, config_files, overrides, seed, epochs, device, data_roo
         cli={"seed": seed, "train.epochs": epochs, "train.device": device, "data.root": data_root,
              "train.deterministic": deterministic},
     )
+    if from_run is not None:
+        from wslbench.train.from_run import config_from_source, evaluate_from_run, source_config
+
+        if resume:
+            raise WslbenchError("--from evaluates without training: it has nothing to --resume")
+        cfg = config_from_source(cfg, from_run, source_config(from_run, cfg), seed_given=seed is not None)
     run_dir = cfg.run_dir(out)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks
         click.echo(f"run folder: {run_dir}", err=True)
-    result = run_training(cfg, out=out, resume=resume)
+    if from_run is not None:
+        result = evaluate_from_run(cfg, run_dir)
+    else:
+        result = run_training(cfg, out=out, resume=resume)
     _print_result(result, run_dir)
 
 

@@ -32,6 +32,22 @@ METHOD_NAMES = {
     "wildcat": "Wildcat",
     "gradcam": "Grad-CAM",
     "deepmil": "Deep MIL",
+    # WSOL methods (as trained by clovaai/wsolevaluation): Singh & Lee ICCV 2017; Zhang et al.
+    # CVPR 2018; Zhang et al. ECCV 2018; Choe & Shim CVPR 2019; Yun et al. ICCV 2019
+    "has": "HaS",
+    "acol": "ACoL",
+    "spg": "SPG",
+    "adl": "ADL",
+    "cutmix": "CutMix",
+    # post-hoc maps of the Grad-CAM classifier (grad-cam package): Chattopadhay et al. WACV 2018;
+    # Fu et al. BMVC 2020; Jiang et al. TIP 2021; Wang et al. CVPRW 2020; Draelos & Carin 2020
+    # (arXiv:2011.08891); Muhammad & Yeasin IJCNN 2020
+    "gradcampp": "Grad-CAM++",
+    "xgradcam": "XGrad-CAM",
+    "layercam": "LayerCAM",
+    "scorecam": "Score-CAM",
+    "hirescam": "HiResCAM",
+    "eigencam": "Eigen-CAM",
     "minmax": "Ours (min-max)",
     "unet": "Full sup. (U-Net)",
 }

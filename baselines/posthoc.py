@@ -1,0 +1,123 @@
+"""Post-hoc class activation maps from the ``grad-cam`` package (jacobgil/pytorch-grad-cam) on the
+Grad-CAM baseline's classifier (timm trunk, global average pooling, linear layer).
+
+One adapter, one subclass per map method. The target layer is the trunk's last feature map,
+the target class the predicted one, as for the hand-written Grad-CAM (baselines/gradcam.py).
+The package normalises each map to [0, 1] at feature resolution and resizes it to the image.
+
+Without ``--from`` a post-hoc run trains its classifier exactly as Grad-CAM does (same
+architecture, same seed: the same weights); ``wslbench run --method layercam --from RUN_DIR``
+evaluates the classifier of a finished run instead (wslbench/train/from_run.py)."""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from baselines.cam import CamAvg
+from baselines.gradcam import GradCam
+from wslbench.errors import ConfigError
+from wslbench.methods import Prediction
+
+
+class _Logits(nn.Module):
+    """The classifier as the package wants it: images -> class scores."""
+
+    def __init__(self, method: GradCam):
+        super().__init__()
+        self.method = method
+
+    def forward(self, images):
+        return self.method.forward_logits(images)
+
+
+def classifier_state(state: dict, source_cls: type) -> dict:
+    """The weights of a finished run as a GAP + linear classifier. Grad-CAM and the post-hoc
+    methods share that architecture; CAM-Avg and the regimes built on it (HaS, ADL, CutMix) are
+    the same function written as a 1x1 convolution before the average (mean(W x + b) = W mean(x)
+    + b), so their ``classmaps`` become ``fc``. Any other method's weights are refused."""
+    if issubclass(source_cls, GradCam):
+        return dict(state)
+    if issubclass(source_cls, CamAvg):
+        out = {k: v for k, v in state.items() if not k.startswith("classmaps.")}
+        out["fc.weight"] = state["classmaps.weight"].flatten(1)
+        out["fc.bias"] = state["classmaps.bias"]
+        return out
+    raise ConfigError(f"a {source_cls.__name__} classifier cannot be read as a GAP + linear classifier")
+
+
+class PosthocCam(GradCam):
+    """A GAP + linear classifier whose map is a ``grad-cam`` package method (subclasses name it)."""
+
+    #: class name in the pytorch_grad_cam package
+    cam_class: ClassVar[str] = ""
+    #: ``wslbench run --from RUN_DIR`` evaluates a finished run's classifier with this method
+    evaluates_from_run: ClassVar[bool] = True
+
+    @staticmethod
+    def compatible_source(source_cls: type) -> bool:
+        """Which finished runs' classifiers this method can evaluate (see classifier_state)."""
+        return issubclass(source_cls, (GradCam, CamAvg))
+
+    def load_classifier(self, state: dict, source_cls: type) -> None:
+        self.load_state_dict(classifier_state(state, source_cls), strict=True)
+
+    def cam(self):
+        try:
+            import pytorch_grad_cam
+        except ImportError as exc:  # pragma: no cover - grad-cam is a dependency
+            raise ConfigError("the post-hoc methods need the grad-cam package: pip install grad-cam") from exc
+        return getattr(pytorch_grad_cam, self.cam_class)
+
+    def predict(self, images):
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        was_training = self.training
+        images = images.float()
+        # the package reads activations into numpy (no bf16) and needs gradients
+        with torch.enable_grad(), torch.autocast(images.device.type, enabled=False):
+            with torch.no_grad():
+                logits = self.forward_logits(images)
+            targets = [ClassifierOutputTarget(int(c)) for c in logits.argmax(dim=1)]
+            with self.cam()(model=_Logits(self), target_layers=[self.trunk]) as cam:
+                maps = cam(input_tensor=images, targets=targets)
+        self.zero_grad(set_to_none=True)  # the package back-propagates into the parameters
+        self.train(was_training)
+        return Prediction(logits=logits, maps=torch.from_numpy(maps).to(images.device).clamp(0, 1))
+
+
+class GradCamPlusPlus(PosthocCam):
+    """Grad-CAM++ (Chattopadhay et al. 2018) on a GAP + linear classifier, via the grad-cam package."""
+
+    cam_class = "GradCAMPlusPlus"
+
+
+class XGradCam(PosthocCam):
+    """XGrad-CAM (Fu et al. 2020) on a GAP + linear classifier, via the grad-cam package."""
+
+    cam_class = "XGradCAM"
+
+
+class LayerCam(PosthocCam):
+    """LayerCAM (Jiang et al. 2021) on a GAP + linear classifier, via the grad-cam package."""
+
+    cam_class = "LayerCAM"
+
+
+class ScoreCam(PosthocCam):
+    """Score-CAM (Wang et al. 2020) on a GAP + linear classifier, via the grad-cam package."""
+
+    cam_class = "ScoreCAM"
+
+
+class HiResCam(PosthocCam):
+    """HiResCAM (Draelos & Carin 2020) on a GAP + linear classifier, via the grad-cam package."""
+
+    cam_class = "HiResCAM"
+
+
+class EigenCam(PosthocCam):
+    """Eigen-CAM (Muhammad & Yeasin 2020) on a GAP + linear classifier, via the grad-cam package."""
+
+    cam_class = "EigenCAM"

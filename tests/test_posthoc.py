@@ -1,0 +1,117 @@
+"""Post-hoc map methods (grad-cam package adapter) and ``wslbench run --from``."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from baselines.cam import CamAvg, CamMax
+from baselines.gradcam import GradCam
+from baselines.posthoc import EigenCam, GradCamPlusPlus, HiResCam, LayerCam, ScoreCam, XGradCam, classifier_state
+from tests.conftest import TINY
+from wslbench.cli import main
+
+POSTHOC = {"gradcampp": (GradCamPlusPlus, "GradCAMPlusPlus"), "xgradcam": (XGradCam, "XGradCAM"),
+           "layercam": (LayerCam, "LayerCAM"), "scorecam": (ScoreCam, "ScoreCAM"),
+           "hirescam": (HiResCam, "HiResCAM"), "eigencam": (EigenCam, "EigenCAM")}
+
+
+class Logits(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, images):
+        return self.m.forward_logits(images)
+
+
+@pytest.mark.parametrize("name", sorted(POSTHOC))
+def test_posthoc_map_equals_grad_cam_package(name):
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cls, package_name = POSTHOC[name]
+    torch.manual_seed(0)
+    method = cls(num_classes=3, backbone="test_resnet", output_stride=16).eval()
+    with torch.no_grad():  # a class-discriminative head, so that no map is all zero
+        method.fc.weight.copy_(torch.randn(3, method.fc.in_features) * 5)
+    x = torch.randn(2, 3, 64, 64)  # 4 x 4 feature maps
+    with torch.no_grad():  # evaluation calls predict under no_grad
+        pred = method.predict(x)
+        classes = method.forward_logits(x).argmax(1)
+    torch.testing.assert_close(pred.logits.argmax(1), classes)
+    # the package itself, on the same model, layer (the trunk's last feature map) and class
+    reference = torch.manual_seed(0) and GradCam(num_classes=3, backbone="test_resnet", output_stride=16).eval()
+    reference.load_state_dict(method.state_dict())
+    with getattr(pytorch_grad_cam, package_name)(model=Logits(reference), target_layers=[reference.trunk]) as cam:
+        ref = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in classes])
+    assert pred.maps.shape == (2, 64, 64) and float(pred.maps.max()) > 0
+    torch.testing.assert_close(pred.maps, torch.from_numpy(ref), atol=1e-5, rtol=0)
+    assert all(p.grad is None for p in method.parameters())  # nothing left behind for an optimiser
+
+
+def test_cam_avg_classifier_reads_as_gap_linear():
+    # mean_hw(W A + b) = W mean_hw(A) + b: the converted weights give the same scores
+    torch.manual_seed(0)
+    cam = CamAvg(num_classes=3, backbone="test_resnet").eval()
+    post = LayerCam(num_classes=3, backbone="test_resnet").eval()
+    post.load_classifier(cam.state_dict(), CamAvg)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(post.forward_logits(x), cam.forward_logits(x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(Exception, match="GAP"):
+        classifier_state(CamMax(num_classes=3, backbone="test_resnet").state_dict(), CamMax)
+
+
+@pytest.fixture(scope="module")
+def gradcam_run(tmp_path_factory):
+    """A finished Grad-CAM run on synthetic (one short epoch)."""
+    out = tmp_path_factory.mktemp("src")
+    r = CliRunner().invoke(main, ["run", "--method", "gradcam", "--dataset", "synthetic", "--epochs", "1", "--out", str(out),
+                                  "--seed", "3", *[a for s in TINY for a in ("--set", s)],
+                                  "--set", "train.max_steps_per_epoch=2", "--set", "data.n_train=16"])
+    assert r.exit_code == 0, r.output
+    return out / "synthetic" / "gradcam" / "seed3"
+
+
+def _from(src, out, method="layercam", dataset="synthetic", *extra):
+    return CliRunner().invoke(main, ["run", "--method", method, "--dataset", dataset, "--from", str(src), "--out", str(out),
+                                     *[a for s in TINY for a in ("--set", s)], *extra])
+
+
+def test_from_finished_run_evaluates_without_training(gradcam_run, tmp_path, monkeypatch):
+    def no_step(*args, **kwargs):
+        raise AssertionError("an optimiser step was taken")
+
+    monkeypatch.setattr(torch.optim.SGD, "step", no_step)
+    r = _from(gradcam_run, tmp_path)
+    assert r.exit_code == 0, r.output
+    run_dir = tmp_path / "synthetic" / "layercam" / "seed3"  # the source's seed
+    ev = json.loads((run_dir / "eval.json").read_text())
+    assert ev["from_run"] == str(gradcam_run.resolve()) and ev["from_method"] == "gradcam" and ev["epochs_run"] == 0
+    assert str(gradcam_run.resolve()) in (run_dir / "config.yaml").read_text()
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+    assert not (run_dir / "metrics.jsonl").exists() or not (run_dir / "metrics.jsonl").read_text().strip()
+    src = torch.load(gradcam_run / "best.pt", weights_only=False)["method"]
+    new = torch.load(run_dir / "best.pt", weights_only=False)["method"]
+    assert src.keys() == new.keys() and all(torch.equal(src[k], new[k]) for k in src)  # weights unchanged
+    assert 0 <= ev["f1_pos"] <= 1
+
+
+def test_from_refuses_unfinished_run_other_dataset_and_trained_methods(gradcam_run, tmp_path):
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(gradcam_run, unfinished)
+    (unfinished / "status.json").write_text(json.dumps({"state": "running"}))
+    r = _from(unfinished, tmp_path / "o1")
+    assert r.exit_code == 2 and "not finished" in r.output and "Traceback" not in r.output
+    r = _from(gradcam_run, tmp_path / "o2", "layercam", "glas")
+    assert r.exit_code == 2 and "'synthetic' run cannot be evaluated on 'glas'" in r.output
+    r = _from(gradcam_run, tmp_path / "o3", "cam-avg")
+    assert r.exit_code == 2 and "--from is for post-hoc" in r.output
+    r = _from(tmp_path, tmp_path / "o4")
+    assert r.exit_code == 2 and "not a run folder" in r.output
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()

@@ -14,6 +14,7 @@ from torch import nn
 from wslbench.methods import Method, Prediction
 from wslbench.methods.backbone import create_backbone
 from wslbench.methods.maps import minmax_normalize, select_class, upsample
+from wslbench.options import Backbone, OutputStride, PositiveInt, Pretrained
 
 
 class AttentionMilPool(nn.Module):
@@ -51,8 +52,8 @@ class DeepMil(Method):
 
     crf_applicable = False
 
-    def __init__(self, num_classes: int, backbone: str = "resnet18", pretrained=False, output_stride=None,
-                 hidden: int = 128, gated: bool = True, **config):
+    def __init__(self, num_classes: int, backbone: Backbone = "resnet18", pretrained: Pretrained = False,
+                 output_stride: OutputStride = None, hidden: PositiveInt = 128, gated: bool = True, **config):
         super().__init__(num_classes, backbone=backbone, pretrained=pretrained, output_stride=output_stride,
                          hidden=hidden, gated=gated, **config)
         self.trunk, channels = create_backbone(backbone, pretrained, output_stride)

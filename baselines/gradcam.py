@@ -13,6 +13,7 @@ from torch import nn
 from wslbench.methods import Method, Prediction
 from wslbench.methods.backbone import create_backbone
 from wslbench.methods.maps import minmax_normalize, upsample
+from wslbench.options import Backbone, OutputStride, Pretrained
 
 
 def grad_cam(features: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -26,7 +27,8 @@ def grad_cam(features: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor
 class GradCam(Method):
     """A GAP + linear classifier whose localization map is Grad-CAM of its predicted class."""
 
-    def __init__(self, num_classes: int, backbone: str = "resnet18", pretrained=False, output_stride=None, **config):
+    def __init__(self, num_classes: int, backbone: Backbone = "resnet18", pretrained: Pretrained = False,
+                 output_stride: OutputStride = None, **config):
         super().__init__(num_classes, backbone=backbone, pretrained=pretrained, output_stride=output_stride, **config)
         self.trunk, channels = create_backbone(backbone, pretrained, output_stride)
         self.fc = nn.Linear(channels, num_classes)

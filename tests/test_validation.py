@@ -44,6 +44,7 @@ def _assert_refused(args, key, out):
 WHY = [
     ("wildcat", ["--set", "model.kmax=abc"], "model.kmax", "'abc'"),
     ("cam-avg", ["--set", "optim.lr=-1"], "optim.lr", "-1"),
+    ("cam-avg", ["--set", "optim.lr=abc"], "optim.lr", "'abc'"),
     ("cam-avg", ["--set", "data.batch_size=0"], "data.batch_size", "0"),
     ("cam-avg", ["--set", "data.patch_size=-5"], "data.patch_size", "-5"),
     ("wildcat", ["--set", "model.modalities=0"], "model.modalities", "0"),
@@ -189,7 +190,7 @@ def test_config_show_prints_value_allowed_range_and_source():
     assert rows["model.kmax"].split()[1] == "3"
     assert rows["model.backbone"].endswith("experiments/synthetic/dataset.yaml")
     assert "default (Wildcat)" in rows["model.alpha"] and "a number >= 0" in rows["model.alpha"]
-    assert "a number > 0" in rows["optim.lr"] and "an integer >= 1 or null" in rows["data.patch_size"]
+    assert "a number >= 0" in rows["optim.lr"] and "an integer >= 1 or null" in rows["data.patch_size"]
     res = CliRunner().invoke(main, ["config", "show", "-m", "all-ones", "-d", "synthetic"])
     assert "ignored: not an option of all-ones" in res.output
     res = CliRunner().invoke(main, ["config", "show", "-m", "wildcat", "--set", "model.kmax=abc"])
@@ -230,7 +231,7 @@ def test_eval_checks_its_checkpoint_option_and_the_run_config(tmp_path):
     res = CliRunner().invoke(main, ["eval", str(tmp_path), "--checkpoint", "nope.pt"])
     assert res.exit_code == 2 and "--checkpoint: no file 'nope.pt'" in res.output and "best.pt" in res.output
     res = CliRunner().invoke(main, ["eval", str(tmp_path)])
-    assert res.exit_code == 2 and "optim.lr: expected a number > 0, got -1" in res.output
+    assert res.exit_code == 2 and "optim.lr: expected a number >= 0, got -1" in res.output
 
 
 def test_a_run_failing_before_its_first_epoch_leaves_no_folder(tmp_path, tiny, monkeypatch):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import os
 import re
 from dataclasses import asdict, dataclass, field, fields
@@ -21,7 +22,7 @@ from typing import Annotated, Any, NamedTuple
 import yaml
 
 from wslbench.errors import ConfigError
-from wslbench.options import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitInterval
+from wslbench.options import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, UnitInterval
 
 #: train.device: what resolve_device understands
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$", description="auto, cpu, cuda or cuda:N")]
@@ -48,7 +49,7 @@ def yaml_load(text: str):
 class OptimConfig:
     """SGD with momentum/Nesterov and step decay of the learning rate with a floor."""
 
-    lr: PositiveFloat = 0.01
+    lr: NonNegativeFloat = 0.01  # 0 freezes the weights (a test device); the floor below is then 0
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     nesterov: bool = True  # needs momentum > 0 (checked in validate)
     weight_decay: NonNegativeFloat = 1e-4
@@ -160,8 +161,15 @@ def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    st = path.stat()
+    return copy.deepcopy(_parse_yaml_file(str(path.resolve()), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_yaml_file(path: str, mtime_ns: int, size: int) -> dict:
+    """Parsed once per file version: a sweep resolves the same few files for every job."""
     try:
-        data = yaml_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml_load(Path(path).read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
     if not isinstance(data, dict):

@@ -174,7 +174,11 @@ class Option:
 
     def accepts(self, value) -> bool:
         """Strict check, with a YAML list standing for a tuple and a string for a Path."""
-        if self._adapter is None:
+        try:
+            adapter = self._adapter
+        except Exception:  # a type pydantic cannot build a validator for: trust the value
+            return True
+        if adapter is None:
             return True
         tries = [value]
         if isinstance(value, list):
@@ -183,7 +187,7 @@ class Option:
             tries.append(Path(value))
         for v in tries:
             try:
-                self._adapter.validate_python(v, strict=True)
+                adapter.validate_python(v, strict=True)
                 return True
             except ValidationError:
                 continue
@@ -207,8 +211,10 @@ class OptionSet:
         return name in self.options
 
     def problems(self, values: dict, prefix: str) -> list[str]:
-        """Messages for the values that break their option's type or range (unknown keys: see unknown)."""
-        return [p for k, v in values.items() if k in self.options for p in [self.options[k].problem(f"{prefix}.{k}", v)] if p]
+        """Messages for the values that break their option's type or range (unknown keys are left
+        to the caller: see unknown_message)."""
+        found = (self.options[k].problem(f"{prefix}.{k}", v) for k, v in values.items() if k in self.options)
+        return [p for p in found if p]
 
     def missing(self, values: dict, prefix: str) -> list[str]:
         return [f"{prefix}.{k}: required by {self.owner} ({o.allowed}), not set"

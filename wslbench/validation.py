@@ -30,7 +30,6 @@ from wslbench.options import NO_DEFAULT, Option, OptionSet, options_of, raise_pr
 
 METHOD_SKIP = ("num_classes",)  # given by the trainer from the data set
 DATASET_SKIP = ("split", "root", "augment")  # given by the trainer (root: the loader key data.root)
-UNKNOWN_ORIGIN = Source("", shared=True)  # a config read back from a run folder
 
 
 def _table(types: dict[str, Any], defaults: dict, owner: str) -> OptionSet:
@@ -97,6 +96,13 @@ def _declared_elsewhere(section: str, key: str, own: str) -> bool:
     return False
 
 
+def _shared(sources: dict[str, Source] | None, key: str) -> bool:
+    """The key was set by a layer that serves every method (unknown origin counts as shared)."""
+    if sources is None:
+        return True
+    return sources.get(key, DEFAULT_SOURCE).shared
+
+
 def check_config(cfg: dict, sources: dict[str, Source] | None = None) -> dict:
     """Check a resolved configuration (a plain dict with ``method`` and ``dataset``); raise one
     ConfigError listing every bad value, or return the dict without the shared keys this method
@@ -128,8 +134,7 @@ def check_config(cfg: dict, sources: dict[str, Source] | None = None) -> dict:
                 kept[key] = value
                 if not (section == "train" and key == "epochs"):
                     problems += [p for p in [opts.options[key].problem(f"{section}.{key}", value)] if p]
-            elif section in ("model", "data") and (sources or {}).get(f"{section}.{key}", UNKNOWN_ORIGIN if sources is None
-                                                                      else DEFAULT_SOURCE).shared \
+            elif section in ("model", "data") and _shared(sources, f"{section}.{key}") \
                     and _declared_elsewhere(section, key, method if section == "model" else dataset):
                 continue  # a shared layer's key for other methods (data sets): not passed to this one
             else:

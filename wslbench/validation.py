@@ -118,7 +118,7 @@ def check_config(cfg: dict, sources: dict[str, Source] | None = None) -> dict:
     out = {k: v for k, v in cfg.items() if k not in SECTIONS}
     for key in TOP_TYPES:
         if key in cfg:
-            problems += [p for p in [sch[""].options[key].problem(key, cfg[key])] if p]
+            _add(problems, sch[""].options[key].problem(key, cfg[key]))
     what = {"data": f"data set {dataset} or the loader", "model": f"method {method}", "optim": "optim",
             "train": "train", "eval": "eval"}
     for section in SECTIONS:
@@ -132,8 +132,8 @@ def check_config(cfg: dict, sources: dict[str, Source] | None = None) -> dict:
         for key, value in values.items():
             if key in opts:
                 kept[key] = value
-                if not (section == "train" and key == "epochs"):
-                    problems += [p for p in [opts.options[key].problem(f"{section}.{key}", value)] if p]
+                if not (section == "train" and key == "epochs"):  # its range depends on the method: see _cross_problems
+                    _add(problems, opts.options[key].problem(f"{section}.{key}", value))
             elif section in ("model", "data") and _shared(sources, f"{section}.{key}") \
                     and _declared_elsewhere(section, key, method if section == "model" else dataset):
                 continue  # a shared layer's key for other methods (data sets): not passed to this one
@@ -156,6 +156,11 @@ def _crf_problems(ev: dict, opts: OptionSet) -> list[str]:
     return problems + [opts.unknown_message(k, "eval.crf_params", "wslbench.crf.refine") for k in params if k not in opts]
 
 
+def _add(problems: list[str], message: str | None) -> None:
+    if message:
+        problems.append(message)
+
+
 def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -169,7 +174,7 @@ def _cross_problems(cfg: dict, method: str, method_cls) -> list[str]:
     if trainable and not (_is_int(epochs) and epochs >= 1):
         problems.append(f"train.epochs: expected an integer >= 1 ({method} is trained), got {epochs!r}")
     elif not trainable:
-        problems += [p for p in [_static()["train"].options["epochs"].problem("train.epochs", epochs)] if p]
+        _add(problems, _static()["train"].options["epochs"].problem("train.epochs", epochs))
     momentum, nesterov = optim.get("momentum", OptimConfig.momentum), optim.get("nesterov", OptimConfig.nesterov)
     if nesterov is True and momentum == 0:
         problems.append("optim.nesterov: true needs optim.momentum > 0 (Nesterov momentum), got momentum 0")

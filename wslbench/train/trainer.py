@@ -340,13 +340,13 @@ class Trainer:
         lock = RunLock(self.run_dir) if self.dist.is_main else None
         if lock is not None:
             lock.acquire()
-        if _STOP["requested"]:
-            raise RunInterrupted(f"not starting {self.run_dir}: this process was asked to stop")
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 handlers[sig] = signal.signal(sig, self._on_signal)
         try:
+            if _STOP["requested"]:
+                raise RunInterrupted(f"not starting {self.run_dir}: this process was asked to stop")
             return self._fit()
         except BaseException as exc:
             if not self._started and created:

@@ -8,12 +8,14 @@ from wslbench.methods import Method, Prediction
 from wslbench.methods.backbone import create_backbone
 from wslbench.methods.maps import localization_map
 from wslbench.methods.pooling import avg_pool, lse_pool, max_pool
+from wslbench.options import Backbone, OutputStride, PositiveFloat, Pretrained
 
 
 class ClassMapMethod(Method):
     """Trunk + 1x1 conv class maps + a pooling; the localization map is the predicted class's map."""
 
-    def __init__(self, num_classes: int, backbone: str = "resnet18", pretrained=False, output_stride=None, **config):
+    def __init__(self, num_classes: int, backbone: Backbone = "resnet18", pretrained: Pretrained = False,
+                 output_stride: OutputStride = None, **config):
         super().__init__(num_classes, backbone=backbone, pretrained=pretrained, output_stride=output_stride, **config)
         self.trunk, channels = create_backbone(backbone, pretrained, output_stride)
         self.classmaps = nn.Conv2d(channels, num_classes, kernel_size=1)
@@ -58,7 +60,7 @@ class CamLse(ClassMapMethod):
     """CAM-LSE (Pinheiro & Collobert 2015): log-sum-exp pooling, a smooth max; ``r`` defaults to
     their value (``LSE_R``)."""
 
-    def __init__(self, num_classes: int, r: float = LSE_R, **config):
+    def __init__(self, num_classes: int, r: PositiveFloat = LSE_R, **config):
         super().__init__(num_classes, r=r, **config)
         self.r = r
 

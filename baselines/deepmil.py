@@ -20,6 +20,7 @@ from torch import nn
 from wslbench.methods import Method, Prediction
 from wslbench.methods.backbone import create_backbone
 from wslbench.methods.maps import minmax_normalize, select_class, upsample
+from wslbench.options import Annotated, Backbone, Field, OutputStride, PositiveInt, Pretrained
 
 
 #: instance embedding width (Ilse et al. 2018; their code's L = 500) and attention hidden width (D = 128)
@@ -66,8 +67,9 @@ class DeepMil(Method):
 
     crf_applicable = False
 
-    def __init__(self, num_classes: int, backbone: str = "resnet18", pretrained=False, output_stride=None,
-                 hidden: int = ATTENTION_HIDDEN, gated: bool = True, embed_dim: int = EMBED_DIM, **config):
+    def __init__(self, num_classes: int, backbone: Backbone = "resnet18", pretrained: Pretrained = False,
+                 output_stride: OutputStride = None, hidden: PositiveInt = ATTENTION_HIDDEN, gated: bool = True,
+                 embed_dim: Annotated[int, Field(ge=0)] = EMBED_DIM, **config):
         super().__init__(num_classes, backbone=backbone, pretrained=pretrained, output_stride=output_stride,
                          hidden=hidden, gated=gated, embed_dim=embed_dim, **config)
         self.trunk, channels = create_backbone(backbone, pretrained, output_stride)

@@ -22,6 +22,7 @@ from wslbench.errors import ConfigError
 from wslbench.methods import Method, Prediction
 from wslbench.methods.backbone import create_backbone
 from wslbench.methods.maps import minmax_normalize, upsample
+from wslbench.options import Backbone, OutputStride, Pretrained
 
 
 def grad_cam(features: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -56,8 +57,8 @@ class GradCam(Method):
     """A GAP + linear classifier whose localization map is Grad-CAM of its predicted class at
     ``target_layer`` (default: the last stage, where it equals ReLU(CAM) up to a positive factor)."""
 
-    def __init__(self, num_classes: int, backbone: str = "resnet18", pretrained=False, output_stride=None,
-                 target_layer: int | str = TARGET_LAYER, **config):
+    def __init__(self, num_classes: int, backbone: Backbone = "resnet18", pretrained: Pretrained = False,
+                 output_stride: OutputStride = None, target_layer: int | str = TARGET_LAYER, **config):
         super().__init__(num_classes, backbone=backbone, pretrained=pretrained, output_stride=output_stride,
                          target_layer=target_layer, **config)
         self.trunk, channels = create_backbone(backbone, pretrained, output_stride)

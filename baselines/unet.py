@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from wslbench.errors import ConfigError
 from wslbench.methods import Method, Prediction
 from wslbench.methods.backbone import pretrained_source, pretrained_state_dict
+from wslbench.options import Annotated, Backbone, Field, OutputStride, Pretrained
 
 
 class UNet(Method):
@@ -21,8 +22,8 @@ class UNet(Method):
     classifies = False
     map_normalization = "none (per-pixel sigmoid probability)"
 
-    def __init__(self, num_classes: int, backbone: str = "resnet18", pretrained=False, output_stride=None,
-                 encoder_depth: int = 5, **config):
+    def __init__(self, num_classes: int, backbone: Backbone = "resnet18", pretrained: Pretrained = False,
+                 output_stride: OutputStride = None, encoder_depth: Annotated[int, Field(ge=1, le=5)] = 5, **config):
         super().__init__(num_classes, backbone=backbone, pretrained=pretrained, encoder_depth=encoder_depth, **config)
         source = pretrained_source(backbone, pretrained)
         try:

@@ -15,14 +15,16 @@ from wslbench.methods import Method, Prediction
 from wslbench.methods.backbone import create_backbone
 from wslbench.methods.maps import localization_map
 from wslbench.methods.pooling import WildcatHead
+from wslbench.options import (Backbone, BottomK, DropoutRate, NonNegativeFloat, OutputStride, PositiveInt,
+                              Pretrained, TopK)
 
 
 class Wildcat(Method):
     """Wildcat: a timm trunk and one Wildcat head; the localization map is the predicted class's map."""
 
-    def __init__(self, num_classes: int, backbone: str = "resnet18", pretrained=False, output_stride=None,
-                 modalities: int = 4, kmax: float = 0.2, kmin: float | None = None, alpha: float = 0.7,
-                 dropout: float = 0.0, **config):
+    def __init__(self, num_classes: int, backbone: Backbone = "resnet18", pretrained: Pretrained = False,
+                 output_stride: OutputStride = None, modalities: PositiveInt = 4, kmax: TopK = 0.2,
+                 kmin: BottomK = None, alpha: NonNegativeFloat = 0.7, dropout: DropoutRate = 0.0, **config):
         super().__init__(num_classes, backbone=backbone, pretrained=pretrained, output_stride=output_stride,
                          modalities=modalities, kmax=kmax, kmin=kmin, alpha=alpha, dropout=dropout, **config)
         self.trunk, channels = create_backbone(backbone, pretrained, output_stride)

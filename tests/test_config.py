@@ -1,4 +1,5 @@
-"""Config layering: defaults < dataset.yaml < method.yaml < --config < --set < CLI flags."""
+"""Config layering: defaults < dataset.yaml < method.yaml < --config < --set < CLI flags. The layering tests
+use an unregistered data set "toy", so they skip the validation step (check=False; see test_validation.py)."""
 import pytest
 import yaml
 
@@ -21,7 +22,7 @@ def exp(tmp_path, monkeypatch):
 def test_override_order(exp):
     extra = exp / "extra.yaml"
     extra.write_text(yaml.safe_dump({"optim": {"lr": 0.3, "momentum": 0.5}, "train": {"epochs": 5}, "seed": 9}))
-    cfg = resolve("cam-avg", "toy", config_files=[extra], overrides=["optim.lr=0.4", "epochs=6", "seed=11"],
+    cfg = resolve("cam-avg", "toy", config_files=[extra], overrides=["optim.lr=0.4", "epochs=6", "seed=11"], check=False,
                   cli={"train.epochs": 7, "seed": None})
     assert cfg.data["batch_size"] == 4  # dataset.yaml over defaults
     assert cfg.data["num_workers"] == DEFAULTS["data"]["num_workers"]  # default kept
@@ -34,13 +35,13 @@ def test_override_order(exp):
 
 
 def test_bare_key_resolves_into_its_section(exp):
-    cfg = resolve("cam-avg", "toy", overrides=["r=5", "patch_size=64"])
+    cfg = resolve("cam-avg", "toy", overrides=["r=5", "patch_size=64"], check=False)
     assert cfg.model["r"] == 5 and cfg.data["patch_size"] == 64
 
 
 def test_unknown_keys_fail_with_a_hint(exp):
     with pytest.raises(ConfigError, match="Did you mean"):
-        resolve("cam-avg", "toy", overrides=["optim.lrr=1"])
+        resolve("cam-avg", "toy", overrides=["optim.lrr=1"], check=False)
     with pytest.raises(ConfigError, match="unknown config key 'bogus'"):
         resolve("cam-avg", "toy", overrides=["bogus=1"])
     with pytest.raises(ConfigError, match="key=value"):
@@ -54,7 +55,7 @@ def test_ambiguous_bare_key_is_refused():
 
 
 def test_values_are_parsed_as_yaml(exp):
-    cfg = resolve("cam-avg", "toy", overrides=["model.pretrained=false", "optim.lr=1e-3", "model.sizes=[1, 2]"])
+    cfg = resolve("cam-avg", "toy", overrides=["model.pretrained=false", "optim.lr=1e-3", "model.sizes=[1, 2]"], check=False)
     assert cfg.model["pretrained"] is False and cfg.optim.lr == 1e-3 and cfg.model["sizes"] == [1, 2]
 
 
@@ -63,7 +64,7 @@ def test_config_is_frozen_and_round_trips(exp):
 
     from wslbench.config import from_dict
 
-    cfg = resolve("cam-avg", "toy")
+    cfg = resolve("cam-avg", "toy", check=False)
     with pytest.raises(FrozenInstanceError):
         cfg.seed = 3
     assert from_dict(yaml.safe_load(yaml.safe_dump(cfg.to_dict()))) == cfg

@@ -137,6 +137,9 @@ def eval_cmd(run_dir, crf, device, checkpoint, maps_dir, dataset, data_root, cla
             raise WslbenchError("give a RUN_DIR, or --maps DIR --dataset NAME --out RUN_DIR")
         from wslbench.train.trainer import evaluate_run
 
+        if (Path(run_dir) / "config.yaml").is_file() and not (Path(run_dir) / checkpoint).is_file():
+            found = sorted(p.name for p in Path(run_dir).glob("*.pt"))
+            raise WslbenchError(f"--checkpoint: no file {checkpoint!r} in {run_dir} (checkpoints there: {', '.join(found) or 'none'})")
         result = evaluate_run(run_dir, crf=crf, device=device, checkpoint=checkpoint)
         _print_result(result, Path(run_dir))
         return
@@ -214,6 +217,30 @@ def sweep(sweep_file, out, shard, dry_run):
                f"{counts['failed']} failed")
     if counts["failed"]:
         raise WslbenchError("failed runs:\n  " + "\n  ".join(counts["failures"]))
+
+
+@main.group(name="config")
+def config_group():
+    """Inspect the resolved configuration of a run."""
+
+
+@config_group.command(name="show")
+@click.option("--method", "-m", required=True, help="Registered method name (see `wslbench list`).")
+@click.option("--dataset", "-d", default="synthetic", show_default=True, help="Registered data set name.")
+@click.option("--config", "config_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Extra YAML config file(s), as for `wslbench run`.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value, as for `wslbench run`.")
+@friendly_errors
+def config_show(method, dataset, config_files, overrides):
+    """Print every key a run of METHOD on DATASET reads: its value, what is allowed and which layer set it."""
+    from wslbench.validation import explain
+
+    rows = explain(method, dataset, config_files=list(config_files), overrides=list(overrides))
+    header = ("key", "value", "allowed", "source")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    click.echo(f"# {method} on {dataset}: change a value with --set KEY=VALUE (or a --config file)")
+    for row in [header, *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3])
 
 
 @main.group()

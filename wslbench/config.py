@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 
 from wslbench.errors import ConfigError
+from wslbench.options import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, UnitInterval
+
+#: train.device: what resolve_device understands
+Device = Annotated[str, Field(pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$", description="auto, cpu, cuda or cuda:N")]
 
 SECTIONS = ("data", "model", "optim", "train", "eval")
 
@@ -44,29 +49,29 @@ def yaml_load(text: str):
 class OptimConfig:
     """SGD with momentum/Nesterov and step decay of the learning rate with a floor."""
 
-    lr: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 1e-4
-    step_size: int = 40  # epochs between two decays
-    gamma: float = 0.1  # decay factor
-    min_lr: float = 1e-7  # floor of the learning rate
+    lr: NonNegativeFloat = 0.01  # 0 freezes the weights (a test device); the floor below is then 0
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    nesterov: bool = True  # needs momentum > 0 (checked in validate)
+    weight_decay: NonNegativeFloat = 1e-4
+    step_size: PositiveInt = 40  # epochs between two decays
+    gamma: Annotated[float, Field(gt=0, le=1)] = 0.1  # decay factor
+    min_lr: NonNegativeFloat = 1e-7  # floor of the learning rate
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
-    patience: int | None = None  # early stopping: epochs without improvement; None = never stop early
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    epochs: Annotated[int, Field(ge=0, description="an integer >= 1 (>= 0 for an untrained method)")] = 10
+    patience: PositiveInt | None = None  # early stopping: epochs without improvement; None = never stop early
+    device: Device = "auto"  # auto | cpu | cuda | cuda:N
     deterministic: bool = False  # torch.use_deterministic_algorithms(True)
     # auto | true | false (wslbench.train.fastpath; env.json records the effective choice and why).
     # amp: bf16 autocast; auto = on CUDA, and on a CPU with native bf16 only if CPU_AUTO_BF16.
-    amp: bool | str = "auto"
-    channels_last: bool | str = "auto"  # auto = on CUDA and on CPU (measured faster there)
-    num_threads: int | None = None  # torch.set_num_threads for the run; None: torch's default (all cores)
+    amp: bool | Literal["auto"] = "auto"
+    channels_last: bool | Literal["auto"] = "auto"  # auto = on CUDA and on CPU (measured faster there)
+    num_threads: PositiveInt | None = None  # torch.set_num_threads for the run; None: torch's default (all cores)
     sync_batchnorm: bool = False  # under torchrun on CUDA
     progress: bool = True  # tqdm bar per epoch
-    max_steps_per_epoch: int | None = None  # cap for smoke tests
+    max_steps_per_epoch: PositiveInt | None = None  # cap for smoke tests
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,7 @@ DEFAULTS: dict[str, Any] = {
     "train": asdict(TrainConfig()),
     "eval": {
         "threshold": 0.5, "crf": False, "crf_params": {}, "save_masks": True,
+        "pad_multiple": 0,  # reflect-pad test images to a multiple of this (0 = off; paper configs 32, authors loader.py)
         "save_maps": False,  # also write maps/<id>.npy (float32 in [0, 1]; `wslbench eval --maps` reads them)
         "curve_interval": 0.001,  # threshold grid of PxAP and F1(t): wsolevaluation's cam_curve_interval
         # checkpoint and threshold selection (wslbench.protocols); ties: later = the authors'
@@ -120,6 +126,32 @@ DEFAULTS: dict[str, Any] = {
 
 #: data keys consumed by the loader, not passed to the data set
 LOADER_KEYS = ("root", "batch_size", "eval_batch_size", "num_workers")
+
+#: types and ranges of the keys that are neither optim/train fields nor a plugin's options
+#: (wslbench.validation checks them; an ``eval`` key of DEFAULTS missing here accepts any value)
+TOP_TYPES: dict[str, Any] = {
+    "seed": NonNegativeInt,
+    "tag": Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", description="a name of letters, digits, '_', '.', '-'")] | None,
+    "experiment": Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*$",
+                                       description="folder name(s): letters, digits, '_', '.', '-', '/' between levels")] | None,
+}
+LOADER_TYPES: dict[str, Any] = {
+    "root": Annotated[str, Field(min_length=1)] | None,
+    "batch_size": PositiveInt,
+    "eval_batch_size": PositiveInt,
+    "num_workers": NonNegativeInt,
+}
+EVAL_TYPES: dict[str, Any] = {
+    "threshold": UnitInterval,  # maps are in [0, 1]; a pixel is foreground when its map value >= threshold
+    "crf": bool,
+    "crf_params": dict,  # keyword arguments of wslbench.crf.refine, each checked against its annotation
+    "save_masks": bool,
+    "figures": bool,
+    "save_maps": bool,
+    "curve_interval": Annotated[float, Field(gt=0, le=0.5)],
+    "pad_multiple": NonNegativeInt,  # 0 = off; 32 in the paper configs (authors' loader.py force_div_32)
+    "protocol": dict | str,  # checked by wslbench.protocols (its own one-line messages)
+}
 
 
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*")
@@ -164,8 +196,15 @@ def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    st = path.stat()
+    return copy.deepcopy(_parse_yaml_file(str(path.resolve()), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_yaml_file(path: str, mtime_ns: int, size: int) -> dict:
+    """Parsed once per file version: a sweep resolves the same few files for every job."""
     try:
-        data = yaml_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml_load(Path(path).read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -194,8 +233,8 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def apply_override(cfg: dict, key: str, value: Any) -> None:
-    """Set a dotted key. A bare key that is not top-level is looked up in the sections."""
+def apply_override(cfg: dict, key: str, value: Any) -> str:
+    """Set a dotted key (returned). A bare key that is not top-level is looked up in the sections."""
     parts = key.split(".")
     if len(parts) == 1 and key not in cfg:
         owners = [s for s in SECTIONS if isinstance(cfg.get(s), dict) and key in cfg[s]]
@@ -216,6 +255,7 @@ def apply_override(cfg: dict, key: str, value: Any) -> None:
             raise ConfigError(f"override {key!r}: {p!r} is not a section")
         node = node[p]
     node[parts[-1]] = value
+    return ".".join(parts)
 
 
 def _typed(cls, section: dict, name: str):
@@ -229,6 +269,72 @@ def _typed(cls, section: dict, name: str):
     return cls(**section)
 
 
+class Source(NamedTuple):
+    """Which layer set a key; ``shared`` layers (a data set's dataset.yaml, a sweep's grid-wide
+    ``set``) serve every method, so a model key there that this method lacks is not an error."""
+
+    label: str
+    shared: bool = False
+
+
+DEFAULT_SOURCE = Source("default")
+
+
+def _record(sources: dict, layer: dict, source: Source, prefix: str = "") -> None:
+    for k, v in layer.items():
+        key = f"{prefix}{k}"
+        sources[key] = source
+        if isinstance(v, dict):
+            _record(sources, v, source, key + ".")
+
+
+def layered(
+    method: str,
+    dataset: str,
+    config_files: list[str | Path] = (),
+    overrides: list[str] = (),
+    cli: dict | None = None,
+    use_experiments: bool = True,
+    shared_overrides: list[str] = (),
+) -> tuple[dict, dict[str, Source]]:
+    """The merged configuration as a plain dict, and the layer that set each dotted key."""
+    cfg = copy.deepcopy(DEFAULTS)
+    sources: dict[str, Source] = {}
+    layers = []
+    if use_experiments:
+        exp = experiments_dir() / dataset
+        for path, shared in ((exp / "dataset.yaml", True), (exp / f"{method}.yaml", False)):
+            if path.is_file():
+                layers.append((load_yaml(path), Source(_shown(path), shared)))
+    for path in config_files:
+        layers.append((load_yaml(path), Source(f"--config {path}")))
+    for layer, source in layers:
+        cfg = deep_merge(cfg, layer)
+        _record(sources, layer, source)
+    for items, source in ((shared_overrides, Source("sweep set (every method)", True)), (overrides, Source("--set"))):
+        for item in items:
+            key, value = parse_override(item)
+            key = apply_override(cfg, key, value)
+            _record(sources, {key: value}, source)
+    for key, value in (cli or {}).items():
+        if value is not None:
+            key = apply_override(cfg, key, value)
+            _record(sources, {key: value}, Source("command line"))
+    cfg["method"], cfg["dataset"] = method, dataset
+    extra = set(cfg) - {"method", "dataset", "seed", "tag", "experiment", *SECTIONS}
+    if extra:
+        raise ConfigError(f"unknown top-level config key(s): {', '.join(sorted(extra))}")
+    return cfg, sources
+
+
+def _shown(path: Path) -> str:
+    """A layer file relative to the working folder when it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def resolve(
     method: str,
     dataset: str,
@@ -236,53 +342,34 @@ def resolve(
     overrides: list[str] = (),
     cli: dict | None = None,
     use_experiments: bool = True,
+    shared_overrides: list[str] = (),
+    check: bool = True,
 ) -> RunConfig:
-    """Build the RunConfig for (method, dataset) with the layering described in the module doc."""
-    cfg = copy.deepcopy(DEFAULTS)
-    sources = []
-    if use_experiments:
-        exp = experiments_dir() / dataset
-        for path in (exp / "dataset.yaml", exp / f"{method}.yaml"):
-            if path.is_file():
-                cfg = deep_merge(cfg, load_yaml(path))
-                sources.append(str(path))
-    for path in config_files:
-        cfg = deep_merge(cfg, load_yaml(path))
-        sources.append(str(path))
-    for item in overrides:
-        apply_override(cfg, *parse_override(item))
-    for key, value in (cli or {}).items():
-        if value is not None:
-            apply_override(cfg, key, value)
-    cfg["method"], cfg["dataset"] = method, dataset
-    extra = set(cfg) - {"method", "dataset", "seed", "tag", "experiment", *SECTIONS}
-    if extra:
-        raise ConfigError(f"unknown top-level config key(s): {', '.join(sorted(extra))}")
+    """Build the RunConfig for (method, dataset) with the layering described in the module doc,
+    then (``check``) validate every value against its declared type and range (:func:`validate`)."""
+    cfg, sources = layered(method, dataset, config_files, overrides, cli, use_experiments, shared_overrides)
+    if check:
+        from wslbench.validation import check_config
+
+        cfg = check_config(cfg, sources)
+    return _build(cfg)
+
+
+def _build(cfg: dict) -> RunConfig:
     return RunConfig(
-        method=method,
-        dataset=dataset,
-        seed=int(cfg["seed"]),
+        method=cfg["method"],
+        dataset=cfg["dataset"],
+        seed=int(cfg.get("seed", 0)),
         tag=cfg.get("tag"),
         experiment=check_experiment(cfg.get("experiment")),
-        data=dict(cfg["data"]),
-        model=dict(cfg["model"]),
-        optim=_typed(OptimConfig, cfg["optim"], "optim"),
-        train=_typed(TrainConfig, cfg["train"], "train"),
-        eval=dict(cfg["eval"]),
+        data=dict(cfg.get("data", {})),
+        model=dict(cfg.get("model", {})),
+        optim=_typed(OptimConfig, cfg.get("optim", {}), "optim"),
+        train=_typed(TrainConfig, cfg.get("train", {}), "train"),
+        eval=dict(cfg.get("eval", {})),
     )
 
 
 def from_dict(d: dict) -> RunConfig:
     """Inverse of RunConfig.to_dict (reads a run directory's config.yaml)."""
-    return RunConfig(
-        method=d["method"],
-        dataset=d["dataset"],
-        seed=int(d.get("seed", 0)),
-        tag=d.get("tag"),
-        experiment=d.get("experiment"),
-        data=dict(d.get("data", {})),
-        model=dict(d.get("model", {})),
-        optim=_typed(OptimConfig, d.get("optim", {}), "optim"),
-        train=_typed(TrainConfig, d.get("train", {}), "train"),
-        eval=dict(d.get("eval", {})),
-    )
+    return _build(d)

@@ -10,12 +10,14 @@ import os
 
 import numpy as np
 
+from wslbench.options import NonNegativeFloat, PositiveFloat, PositiveInt
+
 EPS = 1e-6
 
 
-def refine(image: np.ndarray, prob: np.ndarray, iterations: int = 5, gaussian_sxy: float = 3,
-           bilateral_sxy: float = 13, bilateral_srgb: float = 3, gaussian_compat: float = 3,
-           bilateral_compat: float = 10) -> np.ndarray:
+def refine(image: np.ndarray, prob: np.ndarray, iterations: PositiveInt = 5, gaussian_sxy: PositiveFloat = 3,
+           bilateral_sxy: PositiveFloat = 13, bilateral_srgb: PositiveFloat = 3, gaussian_compat: NonNegativeFloat = 3,
+           bilateral_compat: NonNegativeFloat = 10) -> np.ndarray:
     """(H, W, 3) uint8 image, (H, W) foreground probability -> refined (H, W) foreground probability."""
     import pydensecrf.densecrf as dcrf
 

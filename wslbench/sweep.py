@@ -36,6 +36,7 @@ class Job:
     tag: str | None = None
     overrides: tuple[str, ...] = field(default=())
     experiment: str | None = None
+    n_shared: int = 0  # the first n_shared overrides are grid-wide (set, datasets_set): every method gets them
 
     @property
     def name(self) -> str:
@@ -65,7 +66,7 @@ def expand(spec: dict) -> list[Job]:
         for method, tag, extra in rows:
             m_set = list((spec.get("methods_set") or {}).get(method, []))
             for seed in spec["seeds"]:
-                jobs.append(Job(method, ds, int(seed), tag, tuple(common + ds_set + m_set + extra), experiment))
+                jobs.append(Job(method, ds, int(seed), tag, tuple(common + ds_set + m_set + extra), experiment, len(common + ds_set)))
     return jobs
 
 
@@ -86,8 +87,23 @@ def shard(jobs: list[Job], i: int, n: int) -> list[Job]:
 
 
 def job_config(job: Job):
-    return resolve(job.method, job.dataset, overrides=list(job.overrides),
-                   cli={"seed": job.seed, "tag": job.tag, "experiment": job.experiment})
+    """The job's validated RunConfig (ConfigError when a value is bad)."""
+    return resolve(job.method, job.dataset, shared_overrides=list(job.overrides[:job.n_shared]),
+                   overrides=list(job.overrides[job.n_shared:]), cli={"seed": job.seed, "tag": job.tag, "experiment": job.experiment})
+
+
+def job_configs(jobs: list[Job]) -> list:
+    """Every job's config, checked before the first run starts: one ConfigError lists every bad job."""
+    configs, bad = [], []
+    for job in jobs:
+        try:
+            configs.append(job_config(job))
+        except WslbenchError as exc:
+            bad.append(f"{job.name}: " + str(exc).replace("\n", "\n    "))
+    if bad:
+        raise ConfigError(f"sweep: {len(bad)} of {len(jobs)} job(s) have a bad configuration; nothing was run:\n  "
+                          + "\n  ".join(bad))
+    return configs
 
 
 def job_state(run_dir: Path) -> str:
@@ -141,8 +157,8 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
     counts = {"finished": 0, "ran": 0, "failed": 0, "planned": 0}
     failures = []
     done = finished_elsewhere(out)
-    for k, job in enumerate(jobs, 1):
-        cfg = job_config(job)
+    configs = job_configs(jobs)
+    for k, (job, cfg) in enumerate(zip(jobs, configs), 1):
         run_dir = cfg.run_dir(out)
         state = job_state(run_dir)
         prefix = f"[{k}/{len(jobs)}] {job.name}"

@@ -17,6 +17,13 @@ import torch
 from torch.utils.data import Dataset
 
 from wslbench.errors import DataError
+from wslbench.options import Annotated, Field, Literal, NonNegativeFloat, PositiveFloat, PositiveInt
+
+#: torchvision ColorJitter's keyword arguments
+ColorJitter = Annotated[
+    dict[Literal["brightness", "contrast", "saturation", "hue"], NonNegativeFloat | tuple[float, float]],
+    Field(description="a mapping of brightness/contrast/saturation/hue to a number >= 0 or [min, max]"),
+]
 
 SPLITS = ("train", "val", "test")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -45,19 +52,19 @@ class WSLDataset(Dataset):
         split: str = "train",
         root: str | Path | None = None,
         augment: bool | None = None,
-        patch_size: int | None = None,
+        patch_size: PositiveInt | None = None,
         hflip: bool = False,
         vflip: bool = False,
         rot90: bool = False,
-        color_jitter: dict | None = None,
-        affine: dict | None = None,
-        resize_min_side: int | None = None,
-        scale: float | None = None,
-        pad_fraction: float | None = None,
-        mean: tuple = IMAGENET_MEAN,
-        std: tuple = IMAGENET_STD,
-        cache: str | None = "memory",
-        cache_dir: str | Path | None = None,
+        color_jitter: ColorJitter | None = None,
+        affine: dict | None = None,  # torchvision RandomAffine's keyword arguments
+        resize_min_side: PositiveInt | None = None,
+        scale: PositiveFloat | None = None,
+        pad_fraction: Annotated[float, Field(ge=0, lt=1)] | None = None,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = IMAGENET_STD,
+        cache: Literal["memory", "disk", None] = "memory",
+        cache_dir: str | None = None,
         **options: Any,
     ):
         if split not in SPLITS:
@@ -234,6 +241,8 @@ class OfficialLayoutDataset(WSLDataset):
 
     name: ClassVar[str] = ""
     carve_validation: ClassVar[bool] = True
+    #: options read from ``**options`` (name -> annotation), checked with the signature's
+    extra_options: ClassVar[dict] = {"verify_split": bool}  # compare with experiments/splits/<name>.csv
     #: the expected folder tree and where to download it, shown when the layout is wrong
     layout_help: ClassVar[str] = ""
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from wslbench.data.base import Record, WSLDataset
 from wslbench.errors import ConfigError
+from wslbench.options import Annotated, Field, NonNegativeInt, PositiveInt
 
 CLASS_NAMES = ["checkerboard", "dots", "stripes"]
 REGION_RADIUS = (0.13, 0.26)  # the ellipse's semi-axes, fractions of the side (config region_radius)
@@ -104,13 +105,13 @@ class SyntheticDataset(WSLDataset):
         self,
         split: str = "train",
         root=None,
-        data_seed: int = 0,
-        n_train: int = 300,
-        n_val: int = 60,
-        n_test: int = 90,
-        image_size: int = 128,
-        num_classes: int = 3,
-        region_radius=REGION_RADIUS,
+        data_seed: NonNegativeInt = 0,
+        n_train: PositiveInt = 300,
+        n_val: PositiveInt = 60,
+        n_test: PositiveInt = 90,
+        image_size: Annotated[int, Field(ge=16)] = 128,
+        num_classes: Annotated[int, Field(ge=2, le=len(CLASS_NAMES))] = 3,
+        region_radius: Annotated[tuple[float, float], Field(description="[low, high] with 0 < low <= high < 0.48")] = REGION_RADIUS,
         **kwargs,
     ):
         if not 2 <= num_classes <= len(CLASS_NAMES):

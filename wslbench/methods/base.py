@@ -38,6 +38,10 @@ class Method(nn.Module):
 
     def __init__(self, num_classes: int, **config: Any):
         super().__init__()
+        from wslbench.options import check_options
+
+        # the declared types and ranges of the subclass's options, for a method built directly too
+        check_options(type(self), config, "model", base=Method, skip=("num_classes",))
         self.num_classes = num_classes
         self.config = dict(config)
 

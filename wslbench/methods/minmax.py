@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
@@ -28,9 +29,13 @@ from wslbench.methods import Method, Prediction
 from wslbench.methods.backbone import create_backbone
 from wslbench.methods.maps import upsample
 from wslbench.methods.pooling import WildcatHead
+from wslbench.options import (Annotated, Backbone, BottomK, DropoutRate, Field, Literal, NonNegativeFloat, NonNegativeInt,
+                              OutputStride, PositiveFloat, PositiveInt, Pretrained, TopK, UnitInterval)
 
-MASK_NORMS = ("batch", "image")
-TRUST_RULES = ("code", "paper")
+MaskNorm = Literal["batch", "image"]
+TrustRule = Literal["code", "paper"]
+MASK_NORMS = get_args(MaskNorm)
+TRUST_RULES = get_args(TrustRule)
 
 
 # --- the formulas, as functions so that tests can check them on small tensors ------------------
@@ -92,25 +97,25 @@ class MinMax(Method):
     def __init__(
         self,
         num_classes: int,
-        backbone: str = "resnet101",
-        pretrained=False,
-        output_stride=None,
-        modalities: int = 5,
-        kmax: float = 0.09,
-        kmin: float = 0.09,
-        alpha: float = 0.0,
-        dropout: float = 0.75,
-        classifier_scale: float = 0.5,
-        omega: float = 8.0,
-        sigma: float = 0.5,
-        mask_norm: str = "batch",
-        erase_depth: int = 4,
-        erase_slope: float = 10.0,
-        erase_start_epoch: int = 1,
-        trust_rule: str = "paper",
-        weight_pos: float = 1.0,
-        weight_neg: float = 1.0,
-        weight_loc: float = 1.0,
+        backbone: Backbone = "resnet101",
+        pretrained: Pretrained = False,
+        output_stride: OutputStride = None,
+        modalities: PositiveInt = 5,
+        kmax: TopK = 0.09,
+        kmin: BottomK = 0.09,
+        alpha: NonNegativeFloat = 0.0,
+        dropout: DropoutRate = 0.75,
+        classifier_scale: Annotated[float, Field(gt=0, le=1)] = 0.5,
+        omega: PositiveFloat = 8.0,
+        sigma: UnitInterval = 0.5,
+        mask_norm: MaskNorm = "batch",
+        erase_depth: NonNegativeInt = 4,
+        erase_slope: PositiveFloat = 10.0,
+        erase_start_epoch: NonNegativeInt = 1,
+        trust_rule: TrustRule = "paper",
+        weight_pos: NonNegativeFloat = 1.0,
+        weight_neg: NonNegativeFloat = 1.0,
+        weight_loc: NonNegativeFloat = 1.0,
         align_corners: bool = True,
         **config,
     ):
@@ -123,14 +128,6 @@ class MinMax(Method):
                          align_corners=align_corners, **config)
         if config:
             raise ConfigError(f"minmax: unknown model options {sorted(config)}")
-        if mask_norm not in MASK_NORMS:
-            raise ConfigError(f"minmax: mask_norm must be one of {MASK_NORMS}, got {mask_norm!r}")
-        if trust_rule not in TRUST_RULES:
-            raise ConfigError(f"minmax: trust_rule must be one of {TRUST_RULES}, got {trust_rule!r}")
-        if int(erase_depth) < 0 or erase_slope <= 0:
-            raise ConfigError(f"minmax: erase_depth must be >= 0 and erase_slope > 0 (got {erase_depth}, {erase_slope})")
-        if not 0 < classifier_scale <= 1:
-            raise ConfigError(f"minmax: classifier_scale must be in (0, 1], got {classifier_scale}")
         self.trunk, channels = create_backbone(backbone, pretrained, output_stride)
         if any(isinstance(m, (nn.GroupNorm, nn.LayerNorm)) for m in self.trunk.modules()):
             warnings.warn(

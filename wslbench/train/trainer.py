@@ -105,7 +105,9 @@ class Trainer:
     """Build data + method from a RunConfig, train, checkpoint, evaluate."""
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: bool = False, dist_info: DistInfo | None = None):
-        self.cfg = cfg
+        from wslbench.validation import validate
+
+        self.cfg = cfg = validate(cfg)  # every value's type and range, before anything is built
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.device = resolve_device(cfg.train.device)
@@ -345,28 +347,47 @@ class Trainer:
                 f"{self.run_dir} already holds a finished run (eval.json); it is never overwritten. Use another "
                 "--out or --set tag=NAME for a new run, --resume to reuse it, or delete the folder."
             )
+        created = [p for p in (self.run_dir, *self.run_dir.parents) if not p.exists()]  # deepest first
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._started = False  # set when the first epoch (or, untrained, the evaluation) begins
         lock = RunLock(self.run_dir) if self.dist.is_main else None
         if lock is not None:
             lock.acquire()
-        if _STOP["requested"]:
-            raise RunInterrupted(f"not starting {self.run_dir}: this process was asked to stop")
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 handlers[sig] = signal.signal(sig, self._on_signal)
         try:
+            if _STOP["requested"]:
+                raise RunInterrupted(f"not starting {self.run_dir}: this process was asked to stop")
             return self._fit()
-        except RunInterrupted:
-            raise
         except BaseException as exc:
-            self._status("failed", error=f"{type(exc).__name__}: {exc}")
+            if not self._started and created:
+                if lock is not None:
+                    lock.release()
+                    lock = None
+                self._remove_new_folders(created)
+            elif not isinstance(exc, RunInterrupted):
+                self._status("failed", error=f"{type(exc).__name__}: {exc}")
             raise
         finally:
             for sig, h in handlers.items():
                 signal.signal(sig, h)
             if lock is not None:
                 lock.release()
+
+    def _remove_new_folders(self, created: list[Path]) -> None:
+        """A run that fails before its first epoch leaves nothing: remove the folders it made."""
+        if not self.dist.is_main:
+            return
+        import shutil
+
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        for folder in created[1:]:
+            try:
+                folder.rmdir()  # only while empty: another run may have started there meanwhile
+            except OSError:
+                break
 
     def _fit(self) -> dict:
         cfg = self.cfg
@@ -399,6 +420,7 @@ class Trainer:
 
         epochs = cfg.train.epochs if (self.method.trainable and self.optimizer is not None) else 0
         stopped_early = False
+        self._started = True
         for epoch in range(start_epoch, epochs):
             skip = int(partial["n_steps"]) if partial else 0
             self._start_epoch(epoch, skip_steps=skip)

@@ -15,6 +15,7 @@ from wslbench.methods import Method, Prediction
 from wslbench.methods.backbone import create_backbone
 from wslbench.methods.maps import minmax_normalize, select_class, upsample
 from wslbench.methods.pooling import avg_pool
+from wslbench.options import Backbone, OutputStride, Pretrained
 
 #: wsolevaluation config.py acol_threshold (Zhang et al. 2018's erasing threshold delta)
 ERASE_THRESHOLD = 0.7
@@ -40,7 +41,8 @@ def erase_confident(features: torch.Tensor, attention: torch.Tensor, threshold: 
 class Acol(Method):
     """ACoL (Zhang et al. 2018): two adversarial complementary classifier branches."""
 
-    def __init__(self, num_classes: int, backbone: str = "resnet18", pretrained=False, output_stride=None,
+    def __init__(self, num_classes: int, backbone: Backbone = "resnet18", pretrained: Pretrained = False,
+                 output_stride: OutputStride = None,
                  erase_threshold: Annotated[float, Field(ge=0, le=1)] = ERASE_THRESHOLD,
                  head_channels: Annotated[int, Field(ge=1)] = HEAD_CHANNELS,
                  **config):

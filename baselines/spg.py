@@ -18,6 +18,7 @@ from wslbench.methods.backbone import create_backbone
 from wslbench.methods.maps import localization_map, minmax_normalize, select_class, upsample
 from wslbench.methods.pooling import avg_pool
 from wslbench.methods.stages import StageTaps
+from wslbench.options import Backbone, OutputStride, Pretrained
 
 # (high, low) thresholds of the three guidance targets: wsolevaluation config.py spg_threshold_*
 THRESHOLD_1H, THRESHOLD_1L = 0.7, 0.01  # target of B2 from SPG-A's normalised class map
@@ -66,7 +67,8 @@ def _branch(in_channels: int, width: int) -> nn.Sequential:
 class Spg(Method):
     """SPG (Zhang et al. 2018): CAM-Avg with self-produced guidance losses (SPG-B, SPG-C)."""
 
-    def __init__(self, num_classes: int, backbone: str = "resnet18", pretrained=False, output_stride=None,
+    def __init__(self, num_classes: int, backbone: Backbone = "resnet18", pretrained: Pretrained = False,
+                 output_stride: OutputStride = None,
                  threshold_1h: Annotated[float, Field(ge=0, le=1)] = THRESHOLD_1H,
                  threshold_1l: Annotated[float, Field(ge=0, le=1)] = THRESHOLD_1L,
                  threshold_2h: Annotated[float, Field(ge=0, le=1)] = THRESHOLD_2H,

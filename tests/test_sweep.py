@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -42,7 +43,7 @@ def test_paper_protocol_has_every_method_dataset_and_the_no_erasing_variant():
     assert any(j.tag == "noerase" and "model.erase_depth=0" in j.overrides for j in jobs)
 
 
-@pytest.mark.parametrize("name", ["paper", "smoke", "synthetic", "glas_cpu", "glas_half_cpu"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml")))
 def test_committed_sweep_files_resolve_every_job(name):
     """A typo in a committed sweep file (unknown key, bad value) fails here, not hours into a sweep."""
     from conftest import REPO

@@ -23,7 +23,7 @@ import numpy as np
 
 from wslbench.data.base import OfficialLayoutDataset, Record, read_rgb
 from wslbench.errors import ConfigError, DataError
-from wslbench.options import NonNegativeFloat
+from wslbench.options import Literal, NonNegativeFloat
 
 #: a pixel is background when its distance to pure blue is below this (JPEG noise tolerance)
 BLUE_TOLERANCE = 60.0
@@ -68,7 +68,8 @@ class OxfordFlowersDataset(OfficialLayoutDataset):
 
     name = "oxf"
     carve_validation = False
-    extra_options = {**OfficialLayoutDataset.extra_options, "blue_tolerance": NonNegativeFloat}
+    extra_options = {**OfficialLayoutDataset.extra_options, "blue_tolerance": NonNegativeFloat,
+                     "mask_rule": Literal["blue_distance", "authors"]}
     class_names = [f"flower_{k:03d}" for k in range(1, 103)]
     layout_help = (
         "Oxford Flowers 102: download 102flowers.tgz, 102segmentations.tgz, imagelabels.mat and setid.mat from "

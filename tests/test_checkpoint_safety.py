@@ -75,7 +75,7 @@ def _one_error_line(output: str) -> str:
     return errors[0]
 
 
-def test_malicious_checkpoint_is_refused_by_eval_resume_and_convert(tmp_path):
+def test_malicious_checkpoint_is_refused_by_eval_from_resume_and_convert(tmp_path):
     r = CliRunner().invoke(main, [*RUN_ARGS, "--out", str(tmp_path / "runs")])
     assert r.exit_code == 0, r.output
     run_dir = tmp_path / "runs" / "synthetic" / "cam-avg" / "seed0"
@@ -90,6 +90,14 @@ def test_malicious_checkpoint_is_refused_by_eval_resume_and_convert(tmp_path):
     line = _one_error_line(r.output)
     assert str(run_dir / "best.pt") in line and "builtins.getattr" in line and "weights_only=True" in line
     assert "wslbench checkpoint convert" in line
+    assert not marker.exists()
+
+    # a post-hoc method reading the (finished) run's classifier with --from: refused the same way
+    r = CliRunner().invoke(main, ["run", "--method", "layercam", "--dataset", "synthetic", "--from", str(run_dir),
+                                  "--out", str(tmp_path / "posthoc"), *[a for s in TINY for a in ("--set", s)]])
+    assert r.exit_code == 2
+    line = _one_error_line(r.output)
+    assert str(run_dir / "best.pt") in line and "weights_only=True" in line
     assert not marker.exists()
 
     (run_dir / "eval.json").unlink()  # a run that died: --resume reads last.pt

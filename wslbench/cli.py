@@ -60,6 +60,13 @@ def run(method, dataset, config_files, overrides, seed, epochs, device, data_roo
 
     method_entry(method)  # fail fast with the list of known names
     dataset_entry(dataset)
+    source = None
+    if from_run is not None:  # the source is checked first: a run of another data set is refused as such
+        from wslbench.train.from_run import source_config
+
+        if resume:
+            raise WslbenchError("--from evaluates without training: it has nothing to --resume")
+        source = source_config(from_run, method, dataset)
     cfg = C.resolve(
         method,
         dataset,
@@ -69,11 +76,9 @@ def run(method, dataset, config_files, overrides, seed, epochs, device, data_roo
              "train.deterministic": deterministic},
     )
     if from_run is not None:
-        from wslbench.train.from_run import config_from_source, evaluate_from_run, source_config
+        from wslbench.train.from_run import config_from_source, evaluate_from_run
 
-        if resume:
-            raise WslbenchError("--from evaluates without training: it has nothing to --resume")
-        cfg = config_from_source(cfg, from_run, source_config(from_run, cfg), seed_given=seed is not None)
+        cfg = config_from_source(cfg, from_run, source, seed_given=seed is not None)
     run_dir = cfg.run_dir(out)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks
         click.echo(f"run folder: {run_dir}", err=True)
@@ -150,7 +155,8 @@ def eval_cmd(run_dir, crf, device, checkpoint, maps_dir, dataset, data_root, cla
     from wslbench.registry import dataset_entry
 
     dataset_entry(dataset)
-    cfg = C.resolve(name, dataset, overrides=list(overrides), cli={"seed": seed, "data.root": data_root})
+    # the maps name no registered method, so the method-option checks do not apply (external.py checks the maps)
+    cfg = C.resolve(name, dataset, overrides=list(overrides), cli={"seed": seed, "data.root": data_root}, check=False)
     result = evaluate_maps(maps_dir, cfg, out_dir, classes=classes, crf=crf,
                            map_normalization=map_normalization or SUPPLIED)
     _print_result(result, Path(out_dir))

@@ -133,7 +133,7 @@ TOP_TYPES: dict[str, Any] = {
     "seed": NonNegativeInt,
     "tag": Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", description="a name of letters, digits, '_', '.', '-'")] | None,
     "experiment": Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*$",
-                                       description="folder name(s): letters, digits, '_', '.', '-', '/' between levels")] | None,
+                                       description="an experiment name of folder name(s): letters, digits, '_', '.', '-', '/' between levels")] | None,
 }
 LOADER_TYPES: dict[str, Any] = {
     "root": Annotated[str, Field(min_length=1)] | None,
@@ -151,6 +151,9 @@ EVAL_TYPES: dict[str, Any] = {
     "curve_interval": Annotated[float, Field(gt=0, le=0.5)],
     "pad_multiple": NonNegativeInt,  # 0 = off; 32 in the paper configs (authors' loader.py force_div_32)
     "protocol": dict | str,  # checked by wslbench.protocols (its own one-line messages)
+    "from_run": str | None,  # `run --from RUN_DIR`: the finished run whose classifier a post-hoc method reads
+    "maps": str | None,  # `eval --maps DIR`: where the scored maps came from (recorded, not read again)
+    "classes": str | None,  # `eval --maps ... --classes CSV`
 }
 
 

@@ -382,7 +382,9 @@ def _run_facts(run: Run) -> dict[str, str | None]:
         "resolution": ", ".join(size) or "full size",
         "epochs": f"{epochs} epoch{'s' if epochs != 1 else ''}" if (epochs := run.setting("epochs")) else None,
         "selection": SELECTION_NAMES.get(selection, f"best validation {selection}") if selection else None,
-        "device": device.upper() if device == "cpu" else device,
+        # the forward dtype the run recorded (env.json amp: float32 / bfloat16; absent in older runs)
+        "device": ((device.upper() if device == "cpu" else device) + (f" ({env['amp']})" if env.get("amp") else "")
+                   if device else None),
     }
 
 

@@ -25,13 +25,13 @@ from wslbench.train.lock import RunLock
 ARCHITECTURE_KEYS = ("backbone", "output_stride")
 
 
-def source_config(source: str | Path, cfg: RunConfig) -> dict:
-    """The source run's config.yaml after checking that ``cfg.method`` may evaluate it; every
-    refusal is one ConfigError naming what is wrong."""
+def source_config(source: str | Path, method: str, dataset: str) -> dict:
+    """The source run's config.yaml after checking that ``method`` may evaluate it on
+    ``dataset``; every refusal is one ConfigError naming what is wrong."""
     source = Path(source)
-    method_cls = method_entry(cfg.method).obj
+    method_cls = method_entry(method).obj
     if not getattr(method_cls, "evaluates_from_run", False):
-        raise ConfigError(f"--from is for post-hoc map methods; {cfg.method!r} trains its own model "
+        raise ConfigError(f"--from is for post-hoc map methods; {method!r} trains its own model "
                           "(post-hoc methods: gradcampp, xgradcam, layercam, scorecam, hirescam, eigencam)")
     if not (source / "config.yaml").is_file():
         raise ConfigError(f"--from {source}: not a run folder (no config.yaml)")
@@ -39,15 +39,15 @@ def source_config(source: str | Path, cfg: RunConfig) -> dict:
         raise ConfigError(f"--from {source}: the run is not finished (status.json does not say 'finished'); "
                           "finish it first (wslbench run ... --resume)")
     src = yaml_load((source / "config.yaml").read_text()) or {}
-    if src.get("dataset") != cfg.dataset:
-        raise ConfigError(f"--from {source}: a {src.get('dataset')!r} run cannot be evaluated on {cfg.dataset!r}")
+    if src.get("dataset") != dataset:
+        raise ConfigError(f"--from {source}: a {src.get('dataset')!r} run cannot be evaluated on {dataset!r}")
     src_method = src.get("method")
     try:
         src_cls = method_entry(src_method).obj
     except WslbenchError as exc:
         raise ConfigError(f"--from {source}: its method {src_method!r} is not installed ({exc})") from exc
     if not method_cls.compatible_source(src_cls):
-        raise ConfigError(f"--from {source}: {cfg.method!r} needs a GAP + linear classifier (gradcam, a post-hoc "
+        raise ConfigError(f"--from {source}: {method!r} needs a GAP + linear classifier (gradcam, a post-hoc "
                           f"method, cam-avg, has, adl or cutmix), not a {src_method!r} run")
     if not (source / BEST).is_file():
         raise ConfigError(f"--from {source}: no {BEST} checkpoint")

@@ -99,9 +99,10 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
     rows = [{"experiment": r.experiment, "dataset": r.dataset, "method": r.method, "variant": r.variant,
              "tag": r.config.get("tag"), "seed": r.seed, "path": str(r.path),
              **{k: r.result.get(k) for k in COLUMNS[7:]},
+             **{k: r.result.get(k) for k in EVAL_FIELDS},  # read here, so build_tables need not reopen eval.json
              **{f"n_empty_{k}": int((r.result.get("n_empty_both") or {}).get(k, 0)) for k in EMPTY_COUNTED}}
             for r in runs]
-    return pd.DataFrame(rows, columns=COLUMNS + [f"n_empty_{k}" for k in EMPTY_COUNTED])
+    return pd.DataFrame(rows, columns=COLUMNS + [f"n_empty_{k}" for k in EMPTY_COUNTED] + list(EVAL_FIELDS))
 
 
 def collect_runs(runs_dir: str | Path, experiment: str | None = None, discovery: Discovery | None = None) -> pd.DataFrame:

@@ -80,3 +80,31 @@ def test_figure_masks_saved_at_another_scale_are_shown_at_image_size(tmp_path):
     np.testing.assert_array_equal(shown, np.kron(small > 127, np.ones((2, 2), dtype=bool)))
     np.testing.assert_array_equal(load_mask(tmp_path / "m.png", (2, 3)), small > 127)
     assert load_mask(tmp_path / "missing.png", (2, 3)) is None
+
+
+def test_training_curves_read_every_logged_series_per_seed_and_draw_one_panel_per_method(tmp_path):
+    """The figure that shows whether a budget was long enough: its data are metrics.jsonl's own
+    numbers (epochs counted from 1), min-max's L+ / L- / L_f only where they were logged."""
+    from wslbench.figures import training_curves, training_history
+
+    def fake_run(variant, seed, records):
+        d = tmp_path / "runs" / variant / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        return d
+
+    mm = [fake_run("minmax", s, [{"epoch": e, "train_loss": 2.0 - e - s / 10, "train_loss_pos": 0.7 - e / 10,
+                                  "train_loss_neg": 0.69, "train_loss_loc": 0.6, "val_error": 40.0 - 10 * e}
+                                 for e in range(3)]) for s in (0, 1)]
+    cam = [fake_run("cam-avg", 0, [{"epoch": 0, "train_loss": 0.7, "val_error": 50.0}, {"epoch": 1, "train_loss": 0.4}])]
+    h = training_history(mm)
+    assert sorted(h.series.unique()) == ["train_loss", "train_loss_loc", "train_loss_neg", "train_loss_pos", "val_error"]
+    seed1 = h[(h.seed == "1") & (h.series == "train_loss")].sort_values("epoch")
+    assert seed1.epoch.tolist() == [1, 2, 3] and np.allclose(seed1.value, [1.9, 0.9, -0.1])
+    hc = training_history(cam)
+    assert sorted(hc.series.unique()) == ["train_loss", "val_error"]
+    assert hc[hc.series == "val_error"].epoch.tolist() == [1]  # an epoch without validation has no point
+    paths = training_curves({"cam-avg": cam, "minmax": mm}, "synthetic", tmp_path / "fig")
+    assert [p.name for p in paths] == ["synthetic_training.png", "synthetic_training.pdf"]
+    assert Image.open(paths[0]).size[0] > Image.open(paths[0]).size[1]  # two panels side by side
+    assert training_curves({"cam-avg": [tmp_path / "nowhere"]}, "synthetic", tmp_path / "fig2") == []

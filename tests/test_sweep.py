@@ -34,6 +34,17 @@ def test_expand_and_shards_partition_the_grid(tmp_path):
     assert [j.name for j in shard(jobs, 1, 4)] == [j.name for j in shard(expand(load_spec(write_spec(tmp_path))), 1, 4)]
 
 
+def test_seed_major_order_gives_every_method_of_a_seed_first(tmp_path):
+    spec = load_spec(write_spec(tmp_path, methods=["all-ones", "cam-max", "cam-avg"], order="seeds"))
+    names = [j.name for j in expand(spec)]
+    # variants follow their own method; seed 0 of every row before any seed 1
+    assert names == ["synthetic/all-ones/seed0", "synthetic/cam-max/seed0", "synthetic/cam-max+big/seed0",
+                     "synthetic/cam-avg/seed0", "synthetic/all-ones/seed1", "synthetic/cam-max/seed1",
+                     "synthetic/cam-max+big/seed1", "synthetic/cam-avg/seed1"]
+    with pytest.raises(Exception, match="order must be one of"):
+        expand({**spec, "order": "random"})
+
+
 def test_paper_protocol_has_every_method_dataset_and_the_no_erasing_variant():
     from conftest import REPO
 

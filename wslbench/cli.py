@@ -190,13 +190,13 @@ def tables(runs_dir, out_dir, experiment, formats, full_layout):
               help="Root searched, at any depth, for run folders (config.yaml + status.json).")
 @click.option("--dataset", "-d", required=True, help="Data set whose runs to compare.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results/figures", show_default=True,
-              help="Folder for <experiment>/<dataset>_pr.png/.pdf and <experiment>/<dataset>_masks.png/.pdf.")
+              help="Folder for <experiment>/<dataset>_pr, _masks and _training (.png/.pdf).")
 @click.option("--experiment", default=None, help="Only this experiment (default: figures for each experiment).")
 @click.option("--images", "n_images", type=int, default=6, show_default=True, help="Rows of the mask comparison grid.")
 @click.option("--data-root", type=click.Path(), default=None, help="Data folder (default: the one the runs used).")
 @friendly_errors
 def figures(runs_dir, dataset, out_dir, experiment, n_images, data_root):
-    """Average precision-recall curves and a visual comparison of the predicted masks (PNG + PDF), per experiment."""
+    """Average precision-recall curves, a visual comparison of the predicted masks and training curves (PNG + PDF), per experiment."""
     from wslbench.figures import write_figures
     from wslbench.runs import discover
 

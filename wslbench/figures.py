@@ -1,6 +1,7 @@
 """Figures (matplotlib, PNG + PDF): average precision-recall curves of the foreground and the
-background (the paper's Figure 6) and visual comparison grids of the predicted masks (its
-Figures 3 and 7-15)."""
+background (the paper's Figure 6), visual comparison grids of the predicted masks (its
+Figures 3 and 7-15), and training curves per method from metrics.jsonl (has each method's loss
+flattened within the budget?)."""
 from __future__ import annotations
 
 import io
@@ -125,7 +126,77 @@ def write_figures(runs_dir: str | Path, dataset: str, out_dir: str | Path, n_ima
         out = Path(out_dir) / name
         paths += compare_pr(runs, dataset, out, title=f"{dataset} ({name})")
         paths += visual_grid(runs, dataset, out, n_images, data_root)
+        paths += training_curves(runs, dataset, out, title=f"{dataset} ({name}): training curves")
     return paths
+
+
+#: metrics.jsonl series drawn by training_curves: the total training loss, min-max's three terms
+#: (L+ on x * M+, L- on x * (1 - M+), the localizer's L_f) where present, and validation error
+LOSS_SERIES = {"train_loss": "train loss", "train_loss_pos": "L+", "train_loss_neg": "L-", "train_loss_loc": "L_f"}
+
+
+def training_history(paths: list[Path]) -> pd.DataFrame:
+    """Long table (seed, epoch, series, value) of the runs' metrics.jsonl: the loss series of
+    LOSS_SERIES that the runs logged, and ``val_error`` (%)."""
+    import json
+
+    rows = []
+    for path in paths:
+        seed = path.name[4:] if path.name.startswith("seed") else path.name
+        file = Path(path) / "metrics.jsonl"
+        if not file.is_file():
+            continue
+        for line in file.read_text().splitlines():
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            for key in [*LOSS_SERIES, "val_error"]:
+                if rec.get(key) is not None:
+                    rows.append({"seed": seed, "epoch": int(rec["epoch"]) + 1, "series": key, "value": float(rec[key])})
+    return pd.DataFrame(rows, columns=["seed", "epoch", "series", "value"])
+
+
+def training_curves(runs: dict[str, list[Path]], dataset: str, out_dir: str | Path, title: str = "") -> list[Path]:
+    """One panel per variant: its loss series per epoch (one line per seed and series, left axis)
+    and validation error (grey, right axis): ``<dataset>_training.png/.pdf``."""
+    from wslbench.tables import display_name
+
+    histories = {v: training_history(paths) for v, paths in runs.items()}
+    histories = {v: h for v, h in histories.items() if not h.empty}
+    if not histories:
+        return []
+    plt = _plt()
+    n = len(histories)
+    cols = min(4, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False)
+    colours = dict(zip(LOSS_SERIES, ("black", "tab:blue", "tab:orange", "tab:green")))
+    styles = ("-", "--", ":", "-.")
+    for ax, (variant, h) in zip(axes.flat, histories.items()):
+        right = ax.twinx()
+        for k, (seed, hs) in enumerate(h.groupby("seed", sort=True)):
+            for key, name in LOSS_SERIES.items():
+                d = hs[hs.series == key]
+                if not d.empty:
+                    ax.plot(d.epoch, d.value, color=colours[key], ls=styles[k % len(styles)], lw=1.2,
+                            label=name if k == 0 else None)
+            d = hs[hs.series == "val_error"]
+            right.plot(d.epoch, d.value, color="0.6", ls=styles[k % len(styles)], lw=0.9,
+                       label="val error (%)" if k == 0 else None)
+        ax.set(title=display_name(variant), xlabel="epoch")
+        ax.set_ylim(bottom=0)
+        right.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, fontsize=6, loc="upper right")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.text(0.5, -0.01, "loss (left axis; one line style per seed), validation error in grey (right axis, %)",
+             ha="center", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, Path(out_dir) / f"{dataset}_training")
 
 
 def compare_pr(runs: dict[str, list[Path]], dataset: str, out_dir: str | Path, title: str = "") -> list[Path]:

@@ -11,6 +11,9 @@
     methods_set: {minmax: [model.backbone=test_resnet]}      # per method
     variants:                           # extra runs: a method with a tag and overrides
       - {method: minmax, tag: noerase, set: [model.erase_depth=0]}
+    order: seeds                        # optional: seed-major (every method's seed 0 first), so a
+                                        # sweep stopped part-way is already a whole one-seed
+                                        # comparison; default ``methods`` (all seeds of a method)
 
 Finished runs are skipped (also when found elsewhere under the output root, at any depth, in
 the same cell: experiment, data set, variant, seed), interrupted ones resumed; ``--shard i/n`` keeps the grid entries
@@ -25,7 +28,8 @@ from wslbench.config import check_experiment, load_yaml, resolve
 from wslbench.errors import ConfigError, WslbenchError
 
 KEYS = {"experiment", "methods", "datasets", "seeds", "out", "set", "datasets_set", "methods_set", "variants",
-        "description"}
+        "description", "order"}
+ORDERS = ("methods", "seeds")
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,8 @@ class Job:
 
 
 def expand(spec: dict) -> list[Job]:
-    """The grid in a fixed order: data sets, then methods (variants after their method), then seeds."""
+    """The grid in a fixed order: data sets, then methods (variants after their method), then seeds;
+    with ``order: seeds``, data sets, then seeds, then methods."""
     unknown = set(spec) - KEYS
     if unknown:
         raise ConfigError(f"sweep: unknown key(s) {sorted(unknown)}; known: {sorted(KEYS)}")
@@ -53,20 +58,27 @@ def expand(spec: dict) -> list[Job]:
         if not spec.get(key):
             raise ConfigError(f"sweep: '{key}' must be a non-empty list")
     experiment = check_experiment(spec.get("experiment"))
+    order = spec.get("order", "methods")
+    if order not in ORDERS:
+        raise ConfigError(f"sweep: order must be one of {list(ORDERS)}, got {order!r}")
     common = list(spec.get("set") or [])
     variants = spec.get("variants") or []
     jobs = []
     for ds in spec["datasets"]:
         ds_set = list((spec.get("datasets_set") or {}).get(ds, []))
-        rows = [(m, None, []) for m in spec["methods"]]
         for v in variants:
             if "method" not in v or "tag" not in v:
                 raise ConfigError(f"sweep: a variant needs 'method' and 'tag': {v}")
-            rows.append((v["method"], v["tag"], list(v.get("set") or [])))
-        for method, tag, extra in rows:
+        rows = []
+        for m in spec["methods"]:
+            rows.append((m, None, []))
+            rows += [(v["method"], v["tag"], list(v.get("set") or [])) for v in variants if v["method"] == m]
+        rows += [(v["method"], v["tag"], list(v.get("set") or [])) for v in variants if v["method"] not in spec["methods"]]
+        cells = ([(row, seed) for row in rows for seed in spec["seeds"]] if order == "methods"
+                 else [(row, seed) for seed in spec["seeds"] for row in rows])
+        for (method, tag, extra), seed in cells:
             m_set = list((spec.get("methods_set") or {}).get(method, []))
-            for seed in spec["seeds"]:
-                jobs.append(Job(method, ds, int(seed), tag, tuple(common + ds_set + m_set + extra), experiment, len(common + ds_set)))
+            jobs.append(Job(method, ds, int(seed), tag, tuple(common + ds_set + m_set + extra), experiment, len(common + ds_set)))
     return jobs
 
 

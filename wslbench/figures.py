@@ -172,6 +172,7 @@ def training_curves(runs: dict[str, list[Path]], dataset: str, out_dir: str | Pa
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False)
     colours = dict(zip(LOSS_SERIES, ("black", "tab:blue", "tab:orange", "tab:green")))
     styles = ("-", "--", ":", "-.")
+    legend: dict = {}
     for ax, (variant, h) in zip(axes.flat, histories.items()):
         right = ax.twinx()
         for k, (seed, hs) in enumerate(h.groupby("seed", sort=True)):
@@ -187,15 +188,17 @@ def training_curves(runs: dict[str, list[Path]], dataset: str, out_dir: str | Pa
         ax.set_ylim(bottom=0)
         right.set_ylim(0, 100)
         ax.grid(alpha=0.3)
-        handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-        ax.legend(handles=handles, fontsize=6, loc="upper right")
+        for handle, label in zip(*map(lambda a, b: a + b, ax.get_legend_handles_labels(), right.get_legend_handles_labels())):
+            legend.setdefault(label, handle)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.text(0.5, -0.01, "loss (left axis; one line style per seed), validation error in grey (right axis, %)",
-             ha="center", fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    # one legend for every panel, below them: inside a panel it would hide the last epochs
+    fig.legend(list(legend.values()), [f"{k} (left axis)" if k != "val error (%)" else "validation error, % (right axis)"
+                                       for k in legend], loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=len(legend), fontsize=8, title="one line style per seed", title_fontsize=8, frameon=False)
     return save(fig, Path(out_dir) / f"{dataset}_training")
 
 

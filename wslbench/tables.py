@@ -82,7 +82,8 @@ def empty_note(runs: pd.DataFrame, variants, datasets, metrics, titles: dict, ro
 def display_name(variant: str) -> str:
     """How a method, the min-max no-erasing variant or a tagged variant (``cam-max+big`` ->
     "CAM-Max (big)") is named in tables and figures."""
-    names = {**METHOD_NAMES, NOERASE: "Ours, no erasing"}
+    names = {**METHOD_NAMES, NOERASE: "Ours, no erasing",
+             "minmax+maskimage": "Ours, mask per image"}  # model.mask_norm=image (paper text; code: batch)
     if variant in names:
         return names[variant]
     method, _, tag = variant.partition("+")

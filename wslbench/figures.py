@@ -138,18 +138,12 @@ LOSS_SERIES = {"train_loss": "train loss", "train_loss_pos": "L+", "train_loss_n
 def training_history(paths: list[Path]) -> pd.DataFrame:
     """Long table (seed, epoch, series, value) of the runs' metrics.jsonl: the loss series of
     LOSS_SERIES that the runs logged, and ``val_error`` (%)."""
-    import json
+    from wslbench.io import read_jsonl
 
     rows = []
     for path in paths:
         seed = path.name[4:] if path.name.startswith("seed") else path.name
-        file = Path(path) / "metrics.jsonl"
-        if not file.is_file():
-            continue
-        for line in file.read_text().splitlines():
-            if not line.strip():
-                continue
-            rec = json.loads(line)
+        for rec in read_jsonl(Path(path) / "metrics.jsonl"):  # [] when the file is missing
             for key in [*LOSS_SERIES, "val_error"]:
                 if rec.get(key) is not None:
                     rows.append({"seed": seed, "epoch": int(rec["epoch"]) + 1, "series": key, "value": float(rec[key])})
@@ -180,24 +174,24 @@ def training_curves(runs: dict[str, list[Path]], dataset: str, out_dir: str | Pa
                 d = hs[hs.series == key]
                 if not d.empty:
                     ax.plot(d.epoch, d.value, color=colours[key], ls=styles[k % len(styles)], lw=1.2,
-                            label=name if k == 0 else None)
+                            label=f"{name} (left axis)" if k == 0 else None)
             d = hs[hs.series == "val_error"]
             right.plot(d.epoch, d.value, color="0.6", ls=styles[k % len(styles)], lw=0.9,
-                       label="val error (%)" if k == 0 else None)
+                       label="validation error, % (right axis)" if k == 0 else None)
         ax.set(title=display_name(variant), xlabel="epoch")
         ax.set_ylim(bottom=0)
         right.set_ylim(0, 100)
         ax.grid(alpha=0.3)
-        for handle, label in zip(*map(lambda a, b: a + b, ax.get_legend_handles_labels(), right.get_legend_handles_labels())):
-            legend.setdefault(label, handle)
+        for axis in (ax, right):
+            for handle, label in zip(*axis.get_legend_handles_labels()):
+                legend.setdefault(label, handle)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     # one legend for every panel, below them: inside a panel it would hide the last epochs
-    fig.legend(list(legend.values()), [f"{k} (left axis)" if k != "val error (%)" else "validation error, % (right axis)"
-                                       for k in legend], loc="upper center", bbox_to_anchor=(0.5, 0.0),
+    fig.legend(list(legend.values()), list(legend), loc="upper center", bbox_to_anchor=(0.5, 0.0),
                ncol=len(legend), fontsize=8, title="one line style per seed", title_fontsize=8, frameon=False)
     return save(fig, Path(out_dir) / f"{dataset}_training")
 

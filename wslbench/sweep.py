@@ -69,11 +69,11 @@ def expand(spec: dict) -> list[Job]:
         for v in variants:
             if "method" not in v or "tag" not in v:
                 raise ConfigError(f"sweep: a variant needs 'method' and 'tag': {v}")
-        rows = []
+        tagged = [(v["method"], v["tag"], list(v.get("set") or [])) for v in variants]
+        rows = []  # (method, tag, overrides): each method, then its variants; variants of unlisted methods last
         for m in spec["methods"]:
-            rows.append((m, None, []))
-            rows += [(v["method"], v["tag"], list(v.get("set") or [])) for v in variants if v["method"] == m]
-        rows += [(v["method"], v["tag"], list(v.get("set") or [])) for v in variants if v["method"] not in spec["methods"]]
+            rows += [(m, None, [])] + [row for row in tagged if row[0] == m]
+        rows += [row for row in tagged if row[0] not in spec["methods"]]
         cells = ([(row, seed) for row in rows for seed in spec["seeds"]] if order == "methods"
                  else [(row, seed) for seed in spec["seeds"] for row in rows])
         for (method, tag, extra), seed in cells:

@@ -115,3 +115,19 @@ def test_from_refuses_unfinished_run_other_dataset_and_trained_methods(gradcam_r
     r = _from(tmp_path, tmp_path / "o4")
     assert r.exit_code == 2 and "not a run folder" in r.output
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_from_keeps_the_source_runs_experiment(gradcam_run, tmp_path):
+    """A post-hoc map of an experiment's classifier belongs to that experiment's table."""
+    import yaml
+
+    src = tmp_path / "src"
+    shutil.copytree(gradcam_run, src)
+    cfg = yaml.safe_load((src / "config.yaml").read_text())
+    (src / "config.yaml").write_text(yaml.safe_dump({**cfg, "experiment": "exp1"}))
+    r = _from(src, tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "exp1" / "synthetic" / "layercam" / "seed3" / "eval.json").is_file()
+    r = _from(src, tmp_path / "out", "layercam", "synthetic", "--set", "experiment=mine")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "mine" / "synthetic" / "layercam" / "seed3" / "eval.json").is_file()

@@ -45,6 +45,44 @@ def test_seed_major_order_gives_every_method_of_a_seed_first(tmp_path):
         expand({**spec, "order": "random"})
 
 
+def test_posthoc_rows_follow_their_seed_and_name_a_source_row(tmp_path):
+    spec = load_spec(write_spec(tmp_path, methods=["gradcam", "cam-avg"], variants=[], order="seeds",
+                                posthoc={"from": "gradcam", "methods": ["layercam", "eigencam"]}))
+    jobs = expand(spec)
+    assert [j.name for j in jobs] == [f"synthetic/{m}/seed{k}" for k in (0, 1)
+                                      for m in ("gradcam", "cam-avg", "layercam", "eigencam")]
+    assert [j.source for j in jobs[:4]] == [None, None, "gradcam", "gradcam"]
+    by_method = [j.name for j in expand({**spec, "order": "methods"})]
+    assert by_method[4:] == ["synthetic/layercam/seed0", "synthetic/layercam/seed1",
+                             "synthetic/eigencam/seed0", "synthetic/eigencam/seed1"]
+    # a slow method can wait for the end of the grid instead of holding up the next seed
+    split = expand({**spec, "posthoc": [{"from": "gradcam", "methods": ["layercam"]},
+                                        {"from": "gradcam", "methods": ["scorecam"], "at": "end"}]})
+    assert [j.name for j in split] == ["synthetic/gradcam/seed0", "synthetic/cam-avg/seed0", "synthetic/layercam/seed0",
+                                       "synthetic/gradcam/seed1", "synthetic/cam-avg/seed1", "synthetic/layercam/seed1",
+                                       "synthetic/scorecam/seed0", "synthetic/scorecam/seed1"]
+    for bad in ({"from": "unet", "methods": ["layercam"]}, {"from": "gradcam"}, {"from": "gradcam", "methods": []},
+                {"from": "gradcam", "methods": ["layercam"], "at": "later"}):
+        with pytest.raises(Exception, match="posthoc"):
+            expand({**spec, "posthoc": bad})
+
+
+def test_sweep_evaluates_posthoc_rows_once_their_source_finished(tmp_path):
+    spec = tmp_path / "posthoc.yaml"
+    spec.write_text(yaml.safe_dump({"experiment": "exp", "methods": ["gradcam"], "datasets": ["synthetic"], "seeds": [0],
+                                    "set": TINY, "posthoc": {"from": "gradcam", "methods": ["layercam"]}}))
+    out = tmp_path / "runs"
+    early = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out), "--shard", "1/2"])  # layercam's shard
+    assert early.exit_code == 0 and "0 ran" in early.output and "1 waiting for their source run" in early.output
+    assert not (out / "exp" / "synthetic" / "layercam").exists()
+    res = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)])
+    assert res.exit_code == 0 and "2 ran" in res.output, res.output
+    source = out / "exp" / "synthetic" / "gradcam" / "seed0"
+    ev = json.loads((out / "exp" / "synthetic" / "layercam" / "seed0" / "eval.json").read_text())
+    assert ev["from_run"] == str(source.resolve()) and ev["epochs_run"] == 0
+    assert "0 ran, 2 already finished" in CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)]).output
+
+
 def test_paper_protocol_has_every_method_dataset_and_the_no_erasing_variant():
     from conftest import REPO
 

@@ -220,7 +220,7 @@ def sweep(sweep_file, out, shard, dry_run):
 
     counts = run_sweep(sweep_file, out=out, shard_text=shard, dry_run=dry_run, echo=lambda m: click.echo(m, err=True))
     click.echo(f"sweep: {counts['ran']} ran, {counts['finished']} already finished, {counts['planned']} planned, "
-               f"{counts['failed']} failed")
+               f"{counts['failed']} failed" + (f", {counts['waiting']} waiting for their source run" if counts["waiting"] else ""))
     if counts["failed"]:
         raise WslbenchError("failed runs:\n  " + "\n  ".join(counts["failures"]))
 

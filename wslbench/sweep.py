@@ -14,6 +14,11 @@
     order: seeds                        # optional: seed-major (every method's seed 0 first), so a
                                         # sweep stopped part-way is already a whole one-seed
                                         # comparison; default ``methods`` (all seeds of a method)
+    posthoc:                            # optional: post-hoc map methods that train nothing; each
+      - from: gradcam                   # evaluates the finished classifier of this row (same data
+        methods: [layercam]             # set and seed), as ``wslbench run --from`` does, after
+      - {from: gradcam, methods: [scorecam], at: end}   # the trained rows (of its seed with
+                                        # ``order: seeds``), or, ``at: end``, after the whole grid
 
 Finished runs are skipped (also when found elsewhere under the output root, at any depth, in
 the same cell: experiment, data set, variant, seed), interrupted ones resumed; ``--shard i/n`` keeps the grid entries
@@ -28,7 +33,7 @@ from wslbench.config import check_experiment, load_yaml, resolve
 from wslbench.errors import ConfigError, WslbenchError
 
 KEYS = {"experiment", "methods", "datasets", "seeds", "out", "set", "datasets_set", "methods_set", "variants",
-        "description", "order"}
+        "description", "order", "posthoc"}
 ORDERS = ("methods", "seeds")
 
 
@@ -41,6 +46,11 @@ class Job:
     overrides: tuple[str, ...] = field(default=())
     experiment: str | None = None
     n_shared: int = 0  # the first n_shared overrides are grid-wide (set, datasets_set): every method gets them
+    source: str | None = None  # post-hoc job: the row (method[+tag]) whose finished classifier it evaluates
+
+    @property
+    def row(self) -> str:
+        return f"{self.method}+{self.tag}" if self.tag else self.method
 
     @property
     def name(self) -> str:
@@ -63,23 +73,51 @@ def expand(spec: dict) -> list[Job]:
         raise ConfigError(f"sweep: order must be one of {list(ORDERS)}, got {order!r}")
     common = list(spec.get("set") or [])
     variants = spec.get("variants") or []
+    for v in variants:
+        if "method" not in v or "tag" not in v:
+            raise ConfigError(f"sweep: a variant needs 'method' and 'tag': {v}")
+    tagged = [(v["method"], v["tag"], tuple(v.get("set") or ()), None) for v in variants]
+    rows = []  # (method, tag, overrides, source): each method, then its variants; variants of unlisted methods last
+    for m in spec["methods"]:
+        rows += [(m, None, (), None)] + [row for row in tagged if row[0] == m]
+    rows += [row for row in tagged if row[0] not in spec["methods"]]
+    per_seed, at_end = posthoc_rows(spec, [f"{m}+{t}" if t else m for m, t, _, _ in rows])
+    seeds = [int(k) for k in spec["seeds"]]
+    if order == "methods":
+        cells = [(row, k) for row in rows + per_seed for k in seeds]
+    else:
+        cells = [(row, k) for k in seeds for row in rows + per_seed]
+    cells += [(row, k) for row in at_end for k in seeds]
     jobs = []
     for ds in spec["datasets"]:
         ds_set = list((spec.get("datasets_set") or {}).get(ds, []))
-        for v in variants:
-            if "method" not in v or "tag" not in v:
-                raise ConfigError(f"sweep: a variant needs 'method' and 'tag': {v}")
-        tagged = [(v["method"], v["tag"], list(v.get("set") or [])) for v in variants]
-        rows = []  # (method, tag, overrides): each method, then its variants; variants of unlisted methods last
-        for m in spec["methods"]:
-            rows += [(m, None, [])] + [row for row in tagged if row[0] == m]
-        rows += [row for row in tagged if row[0] not in spec["methods"]]
-        cells = ([(row, seed) for row in rows for seed in spec["seeds"]] if order == "methods"
-                 else [(row, seed) for seed in spec["seeds"] for row in rows])
-        for (method, tag, extra), seed in cells:
+        for (method, tag, extra, source), seed in cells:
             m_set = list((spec.get("methods_set") or {}).get(method, []))
-            jobs.append(Job(method, ds, int(seed), tag, tuple(common + ds_set + m_set + extra), experiment, len(common + ds_set)))
+            jobs.append(Job(method, ds, seed, tag, tuple(common + ds_set + m_set + list(extra)), experiment,
+                            len(common + ds_set), source))
     return jobs
+
+
+POSTHOC_AT = ("seed", "end")
+
+
+def posthoc_rows(spec: dict, row_names: list[str]) -> tuple[list[tuple], list[tuple]]:
+    """The ``posthoc:`` block(s) as grid rows (method, None, (), source), split into those that run
+    after their seed's trained rows (``at: seed``, the default) and those that run after the
+    whole grid (``at: end``: a slow method that should not hold up the next seed)."""
+    blocks = spec.get("posthoc") or []
+    blocks = [blocks] if isinstance(blocks, dict) else blocks
+    per_seed, at_end = [], []
+    for block in blocks:
+        if (not isinstance(block, dict) or not {"from", "methods"} <= set(block) <= {"from", "methods", "at"}
+                or not block["methods"] or block.get("at", "seed") not in POSTHOC_AT):
+            raise ConfigError("sweep: each 'posthoc' block needs 'from' (a row, e.g. gradcam), a non-empty "
+                              f"'methods' list and optionally 'at' ({' or '.join(POSTHOC_AT)}), got {block!r}")
+        if block["from"] not in row_names:
+            raise ConfigError(f"sweep: posthoc 'from: {block['from']}' is not a trained row of this sweep; rows: {row_names}")
+        rows = [(m, None, (), str(block["from"])) for m in block["methods"]]
+        (at_end if block.get("at") == "end" else per_seed).extend(rows)
+    return per_seed, at_end
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -148,6 +186,21 @@ def cell_of(cfg, out: str | Path) -> tuple:
     return experiment_of(cfg.run_dir(out), Path(out), d), cfg.dataset, variant_of(d), cfg.seed
 
 
+def posthoc_config(job: Job, cfg, sources: dict, done: dict, out: str | Path):
+    """A post-hoc job's config taken from its source run (``wslbench.train.from_run``), or None
+    while the source (the grid's ``from`` row, same data set and seed) has not finished."""
+    from wslbench.io import finished_result
+    from wslbench.train.from_run import config_from_source, source_config
+
+    source_cfg = sources.get((job.dataset, job.seed, job.source))
+    source_dir = source_cfg.run_dir(out)
+    if finished_result(source_dir) is None:
+        source_dir = done.get(cell_of(source_cfg, out))
+        if source_dir is None:
+            return None
+    return config_from_source(cfg, source_dir, source_config(source_dir, job.method, job.dataset), seed_given=True)
+
+
 def load_spec(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -160,17 +213,27 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
     """Run (or list, with ``dry_run``) this shard's jobs; returns counts per outcome."""
     from wslbench.errors import RunInterrupted
     from wslbench.train import run
+    from wslbench.train.from_run import evaluate_from_run
     from wslbench.train.trainer import stop_requested
 
     spec = load_spec(path)
     out = out or spec.get("out") or "results/runs"
     i, n = parse_shard(shard_text)
-    jobs = shard(expand(spec), i, n)
-    counts = {"finished": 0, "ran": 0, "failed": 0, "planned": 0}
+    grid = expand(spec)
+    jobs = shard(grid, i, n)
+    counts = {"finished": 0, "ran": 0, "failed": 0, "planned": 0, "waiting": 0}
     failures = []
     done = finished_elsewhere(out)
     configs = job_configs(jobs)
+    wanted = {(j.dataset, j.seed, j.source) for j in jobs if j.source is not None}
+    sources = {key: job_config(j) for j in grid if (key := (j.dataset, j.seed, j.row)) in wanted and j.source is None}
     for k, (job, cfg) in enumerate(zip(jobs, configs), 1):
+        if job.source is not None:
+            cfg = posthoc_config(job, cfg, sources, done, out)
+            if cfg is None:
+                counts["waiting"] += 1
+                echo(f"[{k}/{len(jobs)}] {job.name}: waiting for {job.dataset}/{job.source}/seed{job.seed} to finish, skipped")
+                continue
         run_dir = cfg.run_dir(out)
         state = job_state(run_dir)
         prefix = f"[{k}/{len(jobs)}] {job.name}"
@@ -181,11 +244,16 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
             continue
         if dry_run:
             counts["planned"] += 1
-            echo(f"{prefix}: would {'resume' if state == 'resume' else 'run'}  {' '.join(job.overrides)}")
+            what = (f"evaluate the classifier of {cfg.eval['from_run']}" if job.source is not None
+                    else f"{'resume' if state == 'resume' else 'run'}  {' '.join(job.overrides)}")
+            echo(f"{prefix}: would {what}")
             continue
         echo(f"{prefix}: {'resuming' if state == 'resume' else 'running'}")
         try:
-            run(cfg, out=out, resume=state == "resume")
+            if job.source is not None:
+                evaluate_from_run(cfg, run_dir)
+            else:
+                run(cfg, out=out, resume=state == "resume")
             counts["ran"] += 1
         except RunInterrupted:
             raise

@@ -5,7 +5,8 @@ The source must be a finished run (status ``finished``) of the same data set who
 post-hoc method declares compatible (``compatible_source``: Grad-CAM, the post-hoc methods and
 CAM-Avg-shaped classifiers). The new run takes the source's architecture (``model.backbone``,
 ``model.output_stride``) and data-set options, so that the weights load and the test images are
-prepared as the classifier saw them, and its seed unless ``--seed`` is given. The source folder
+prepared as the classifier saw them, its seed unless ``--seed`` is given, and its experiment
+unless ``--set experiment=NAME`` is given (the maps go to the table of the classifier's run). The source folder
 is recorded in ``config.yaml`` (``eval.from_run``) and in ``eval.json`` (``from_run``,
 ``from_checkpoint_epoch``)."""
 from __future__ import annotations
@@ -63,7 +64,9 @@ def config_from_source(cfg: RunConfig, source: str | Path, src: dict, seed_given
     data = {**{k: v for k, v in src_data.items() if k not in LOADER_KEYS},
             **{k: v for k, v in cfg.data.items() if k in LOADER_KEYS}}
     seed = cfg.seed if seed_given else int(src.get("seed", cfg.seed))
-    return replace(cfg, seed=seed, model=model, data=data, eval={**cfg.eval, "from_run": str(Path(source).resolve())})
+    experiment = cfg.experiment or src.get("experiment")  # its maps belong beside the classifier's run
+    return replace(cfg, seed=seed, model=model, data=data, experiment=experiment,
+                   eval={**cfg.eval, "from_run": str(Path(source).resolve())})
 
 
 def evaluate_from_run(cfg: RunConfig, run_dir: str | Path) -> dict:

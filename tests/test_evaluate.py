@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -108,3 +109,16 @@ def test_training_curves_read_every_logged_series_per_seed_and_draw_one_panel_pe
     assert [p.name for p in paths] == ["synthetic_training.png", "synthetic_training.pdf"]
     assert Image.open(paths[0]).size[0] > Image.open(paths[0]).size[1]  # two panels side by side
     assert training_curves({"cam-avg": [tmp_path / "nowhere"]}, "synthetic", tmp_path / "fig2") == []
+
+
+def test_method_families_get_figures_of_their_own_beside_their_references():
+    from wslbench.figures import figure_sets
+
+    runs = {v: [Path(v)] for v in ["all-ones", "cam-avg", "gradcam", "has", "cutmix", "layercam", "minmax",
+                                    "minmax+noerase", "my-plugin"]}
+    sets = figure_sets(runs)
+    assert list(sets) == ["", "wsol", "posthoc"]
+    assert list(sets[""]) == ["all-ones", "cam-avg", "gradcam", "minmax", "minmax+noerase", "my-plugin"]
+    assert list(sets["wsol"]) == ["cam-avg", "has", "cutmix", "minmax"]
+    assert list(sets["posthoc"]) == ["cam-avg", "gradcam", "layercam", "minmax"]
+    assert list(figure_sets({"cam-avg": [Path("a")]})) == [""]  # no family present: the main figure only

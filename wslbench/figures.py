@@ -124,10 +124,32 @@ def write_figures(runs_dir: str | Path, dataset: str, out_dir: str | Path, n_ima
     paths = []
     for name, runs in finished_runs(runs_dir, dataset, experiment, discovery).items():
         out = Path(out_dir) / name
-        paths += compare_pr(runs, dataset, out, title=f"{dataset} ({name})")
-        paths += visual_grid(runs, dataset, out, n_images, data_root)
+        for family, subset in figure_sets(runs).items():
+            stem = f"{dataset}_{family}" if family else dataset
+            paths += compare_pr(subset, dataset, out, title=f"{dataset} ({name}){f': {family}' if family else ''}", stem=stem)
+            paths += visual_grid(subset, dataset, out, n_images, data_root, stem=stem)
         paths += training_curves(runs, dataset, out, title=f"{dataset} ({name}): training curves")
     return paths
+
+
+#: method families drawn in figures of their own (``<dataset>_<family>_pr``, ``_masks``) beside
+#: the references they are compared with, so that no figure holds twenty methods; every other
+#: method (the paper's, third-party plugins) is in the main figure
+FAMILY_FIGURES = {
+    "wsol": (("cam-avg", "minmax"), ("has", "acol", "spg", "adl", "cutmix")),
+    "posthoc": (("cam-avg", "gradcam", "minmax"), ("gradcampp", "xgradcam", "layercam", "scorecam", "hirescam", "eigencam")),
+}
+
+
+def figure_sets(runs: dict[str, list[Path]]) -> dict[str, dict[str, list[Path]]]:
+    """family ('' for the main figure) -> the variants it draws, in ``runs``' order: the main
+    figure leaves out the families' members, a family's figure adds its references."""
+    members = {m for _, family in FAMILY_FIGURES.values() for m in family}
+    sets = {"": {v: p for v, p in runs.items() if v.split("+")[0] not in members}}
+    for family, (references, methods) in FAMILY_FIGURES.items():
+        if any(v.split("+")[0] in methods for v in runs):
+            sets[family] = {v: p for v, p in runs.items() if v in references or v.split("+")[0] in methods}
+    return {k: v for k, v in sets.items() if v}
 
 
 #: metrics.jsonl series drawn by training_curves: the total training loss, min-max's three terms
@@ -196,7 +218,8 @@ def training_curves(runs: dict[str, list[Path]], dataset: str, out_dir: str | Pa
     return save(fig, Path(out_dir) / f"{dataset}_training")
 
 
-def compare_pr(runs: dict[str, list[Path]], dataset: str, out_dir: str | Path, title: str = "") -> list[Path]:
+def compare_pr(runs: dict[str, list[Path]], dataset: str, out_dir: str | Path, title: str = "",
+               stem: str | None = None) -> list[Path]:
     """Average PR curves of every variant in ``runs`` (variant -> run folders; mean over seeds)."""
     from wslbench.tables import display_name
 
@@ -207,7 +230,7 @@ def compare_pr(runs: dict[str, list[Path]], dataset: str, out_dir: str | Path, t
             curves[display_name(variant)] = pd.concat(frames).groupby("recall", as_index=False).mean()
     if not curves:
         return []
-    return plot_pr(curves, Path(out_dir) / f"{dataset}_pr", title=title or dataset)
+    return plot_pr(curves, Path(out_dir) / f"{stem or dataset}_pr", title=title or dataset)
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndarray:
@@ -230,7 +253,7 @@ def load_mask(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
 
 
 def visual_grid(runs: dict[str, list[Path]], dataset: str, out_dir: str | Path, n_images: int = 6,
-                data_root: str | None = None) -> list[Path]:
+                data_root: str | None = None, stem: str | None = None) -> list[Path]:
     """Rows = test images, columns = image, ground truth, each variant's binary mask overlaid
     (``runs``: variant -> run folders; the first seed's masks)."""
     from wslbench.config import dataset_options, from_dict, yaml_load
@@ -266,4 +289,4 @@ def visual_grid(runs: dict[str, list[Path]], dataset: str, out_dir: str | Path, 
         axes[r][0].text(-0.05, 0.5, f"{rec.id} ({test.class_names[rec.label] if test.class_names else rec.label})",
                         transform=axes[r][0].transAxes, rotation=90, va="center", ha="right", fontsize=6)
     fig.tight_layout()
-    return save(fig, Path(out_dir) / f"{dataset}_masks")
+    return save(fig, Path(out_dir) / f"{stem or dataset}_masks")

@@ -85,6 +85,13 @@ def test_header_names_the_methods_whose_settings_differ(tmp_path):
     line = describe_experiment("paper", discover(root).finished)
     assert "trunk resnet18 from scratch (Ours (min-max): resnet101 from scratch)" in line
     assert "160 epochs (Ours (min-max): 400 epochs)" in line
+    # one method whose exceptions differ between data sets is named with each data set, not twice alone
+    fake_run(root / "synthetic" / "cam-avg" / "seed0", dataset="synthetic", backbone="resnet18", epochs=160)
+    fake_run(root / "glas" / "unet" / "seed0", method="unet", backbone="resnet18", epochs=50)
+    fake_run(root / "synthetic" / "unet" / "seed0", method="unet", dataset="synthetic", backbone="resnet18", epochs=60)
+    line = describe_experiment("paper", discover(root).finished)
+    assert ("160 epochs (Ours (min-max): 400 epochs; Full sup. (U-Net) on GlaS: 50 epochs; "
+            "Full sup. (U-Net) on Synthetic: 60 epochs)") in line
 
 
 def test_two_runs_in_one_cell_are_an_error_naming_both_folders(tmp_path):

@@ -410,10 +410,13 @@ def _summarise(values: dict[tuple[str, str], str | None], per_dataset: bool) -> 
                 groups[by(k)].append(v)
         return ", ".join(f"{name} {' / '.join(vs)}" for name, vs in groups.items())
     common = max(counts, key=lambda v: (counts[v], v))
+    # a variant whose exceptions differ between data sets is named with its data set
+    split = {k[1] for k in values if len({v for j, v in values.items() if j[1] == k[1] and v != common}) > 1}
     others: dict[str, list[str]] = {}
     for k, v in values.items():
-        if v != common and by(k) not in others.setdefault(v, []):
-            others[v].append(by(k))
+        who = f"{by(k)} on {DATASET_NAMES.get(k[0], k[0])}" if k[1] in split else by(k)
+        if v != common and who not in others.setdefault(v, []):
+            others[v].append(who)
     exceptions = "; ".join(f"{', '.join(who)}: {v}" for v, who in others.items())
     return f"{common} ({exceptions})"
 

@@ -92,8 +92,8 @@ def test_from_finished_run_evaluates_without_training(gradcam_run, tmp_path, mon
     assert r.exit_code == 0, r.output
     run_dir = tmp_path / "synthetic" / "layercam" / "seed3"  # the source's seed
     ev = json.loads((run_dir / "eval.json").read_text())
-    assert ev["from_run"] == str(gradcam_run.resolve()) and ev["from_method"] == "gradcam" and ev["epochs_run"] == 0
-    assert str(gradcam_run.resolve()) in (run_dir / "config.yaml").read_text()
+    assert ev["from_run"] == str(gradcam_run) and ev["from_method"] == "gradcam" and ev["epochs_run"] == 0
+    assert str(gradcam_run) in (run_dir / "config.yaml").read_text()
     assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
     assert not (run_dir / "metrics.jsonl").exists() or not (run_dir / "metrics.jsonl").read_text().strip()
     src = torch.load(gradcam_run / "best.pt", weights_only=False)["method"]

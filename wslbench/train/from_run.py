@@ -66,7 +66,7 @@ def config_from_source(cfg: RunConfig, source: str | Path, src: dict, seed_given
     seed = cfg.seed if seed_given else int(src.get("seed", cfg.seed))
     experiment = cfg.experiment or src.get("experiment")  # its maps belong beside the classifier's run
     return replace(cfg, seed=seed, model=model, data=data, experiment=experiment,
-                   eval={**cfg.eval, "from_run": str(Path(source).resolve())})
+                   eval={**cfg.eval, "from_run": str(Path(source))})  # as given, like data.root: no machine's folders in records
 
 
 def evaluate_from_run(cfg: RunConfig, run_dir: str | Path) -> dict:

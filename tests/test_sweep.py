@@ -167,3 +167,33 @@ def test_sigterm_stops_the_sweep_cleanly(tmp_path):
     assert not (out / "synthetic" / "cam-avg" / "seed3").exists()  # later runs not started
     res = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)])
     assert res.exit_code == 0 and "already finished" in res.output and len(list(out.glob("*/*/seed*/eval.json"))) == 4
+
+
+def test_sigterm_to_the_whole_process_group_still_stops_cleanly(tmp_path):
+    """SLURM and ``kill -- -PGID`` signal the loader workers too: the run must still save its
+    checkpoint and stop with one message, not die on 'DataLoader worker is killed'."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = tmp_path / "group.yaml"
+    spec.write_text(yaml.safe_dump({"methods": ["cam-avg"], "datasets": ["synthetic"], "seeds": [0, 1],
+                                    "set": TINY[:-1] + ["train.epochs=3", "data.n_train=64", "data.num_workers=1"]}))
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "wslbench.cli", "sweep", str(spec), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    t0 = time.time()
+    while not (out / "synthetic" / "cam-avg" / "seed0" / "last.pt").exists():
+        assert proc.poll() is None and time.time() - t0 < 120
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the next epoch, workers running
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err and "killed by signal" not in err, err
+    assert "run the same command again" in err or "--resume" in err
+    status = json.loads((out / "synthetic" / "cam-avg" / "seed0" / "status.json").read_text())
+    assert status["state"] != "failed", status

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 
 import numpy as np
 import torch
@@ -75,7 +76,14 @@ def set_rng_state(state: dict) -> None:
 
 
 def worker_init_fn(worker_id: int) -> None:
-    """DataLoader gives each worker torch seed base_seed + worker_id; derive the others from it."""
+    """DataLoader gives each worker torch seed base_seed + worker_id; derive the others from it.
+
+    A worker also ignores SIGTERM: a signal sent to the whole process group (``kill -- -PGID``,
+    SLURM at a time limit or preemption) would otherwise kill the workers first, and the main
+    process would die on "DataLoader worker is killed" instead of finishing its step and saving
+    a checkpoint. The main process still stops its workers (end-of-data sentinel; they also exit
+    when their parent is gone)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     s = torch.initial_seed() % 2**32
     random.seed(s)
     np.random.seed(s)

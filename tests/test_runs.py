@@ -85,6 +85,20 @@ def test_header_names_the_methods_whose_settings_differ(tmp_path):
     line = describe_experiment("paper", discover(root).finished)
     assert "trunk resnet18 from scratch (Ours (min-max): resnet101 from scratch)" in line
     assert "160 epochs (Ours (min-max): 400 epochs)" in line
+    # a post-hoc run loads its source's checkpoint (pretrained: false in its config): no trunk exception
+    post = fake_run(root / "glas" / "layercam" / "seed0", method="layercam", backbone="resnet18", epochs=160)
+    cfg = yaml.safe_load((post / "config.yaml").read_text())
+    (post / "config.yaml").write_text(yaml.safe_dump({**cfg, "eval": {"from_run": "runs/glas/gradcam/seed0"}}))
+    fake_run(root / "glas" / "gradcam" / "seed0", method="gradcam", backbone="resnet18", epochs=160)
+    cfg["model"]["pretrained"] = True
+    (root / "glas" / "cam-avg" / "seed0" / "config.yaml").unlink()
+    for name in ("cam-avg", "wildcat", "gradcam"):
+        c = yaml.safe_load((root / "glas" / name / "seed0" / "config.yaml").read_text()) if name != "cam-avg" else dict(cfg, method="cam-avg")
+        c["model"]["pretrained"] = True
+        (root / "glas" / name / "seed0" / "config.yaml").write_text(yaml.safe_dump(c))
+    line = describe_experiment("paper", discover(root).finished)
+    assert "trunk resnet18 ImageNet-pretrained (Ours (min-max): resnet101 from scratch)" in line, line
+    assert "LayerCAM" not in line.split(";")[0]
     # one method whose exceptions differ between data sets is named with each data set, not twice alone
     fake_run(root / "synthetic" / "cam-avg" / "seed0", dataset="synthetic", backbone="resnet18", epochs=160)
     fake_run(root / "glas" / "unet" / "seed0", method="unet", backbone="resnet18", epochs=50)

@@ -379,8 +379,9 @@ def _run_facts(run: Run) -> dict[str, str | None]:
     if device and device != "cpu" and env.get("device_name"):
         device = env["device_name"]
     selection = (run.result or {}).get("selection")
+    posthoc = bool((run.config.get("eval") or {}).get("from_run"))  # its trunk and weights are its source run's
     return {
-        "trunk": f"{model['backbone']} {weights}" if model.get("backbone") else None,
+        "trunk": f"{model['backbone']} {weights}" if model.get("backbone") and not posthoc else None,
         "resolution": ", ".join(size) or "full size",
         "epochs": f"{epochs} epoch{'s' if epochs != 1 else ''}" if (epochs := run.setting("epochs")) else None,
         "selection": SELECTION_NAMES.get(selection, f"best validation {selection}") if selection else None,

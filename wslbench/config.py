@@ -74,6 +74,11 @@ class TrainConfig:
     max_steps_per_epoch: PositiveInt | None = None  # cap for smoke tests
 
 
+def run_name(method: str, tag: str | None) -> str:
+    """A run's folder name and a sweep's row: ``<method>`` or ``<method>+<tag>`` for a tagged variant."""
+    return f"{method}+{tag}" if tag else method
+
+
 @dataclass(frozen=True)
 class RunConfig:
     method: str
@@ -92,7 +97,7 @@ class RunConfig:
 
     @property
     def run_name(self) -> str:
-        return f"{self.method}+{self.tag}" if self.tag else self.method
+        return run_name(self.method, self.tag)
 
     def run_dir(self, out: str | Path = "results/runs") -> Path:
         """``<out>/[<experiment>/]<dataset>/<method>[+tag]/seed<k>``: an experiment is one more folder level."""

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from wslbench.config import run_name
 from wslbench.errors import DataError
 from wslbench.io import finished_result
 
@@ -125,8 +126,7 @@ def variant_of(config: dict) -> str:
     model = config.get("model") or {}
     if method == "minmax" and int(model.get("erase_depth", 4)) == 0:
         return NOERASE
-    tag = config.get("tag")
-    return f"{method}+{tag}" if tag else method
+    return run_name(method, config.get("tag"))
 
 
 def find_run_dirs(root: str | Path) -> list[Path]:

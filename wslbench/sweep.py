@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wslbench.config import check_experiment, load_yaml, resolve
+from wslbench.config import check_experiment, load_yaml, resolve, run_name
 from wslbench.errors import ConfigError, WslbenchError
 
 KEYS = {"experiment", "methods", "datasets", "seeds", "out", "set", "datasets_set", "methods_set", "variants",
@@ -50,11 +50,11 @@ class Job:
 
     @property
     def row(self) -> str:
-        return f"{self.method}+{self.tag}" if self.tag else self.method
+        return run_name(self.method, self.tag)
 
     @property
     def name(self) -> str:
-        cell = f"{self.dataset}/{self.method}{'+' + self.tag if self.tag else ''}/seed{self.seed}"
+        cell = f"{self.dataset}/{self.row}/seed{self.seed}"
         return f"{self.experiment}/{cell}" if self.experiment else cell
 
 
@@ -81,7 +81,7 @@ def expand(spec: dict) -> list[Job]:
     for m in spec["methods"]:
         rows += [(m, None, (), None)] + [row for row in tagged if row[0] == m]
     rows += [row for row in tagged if row[0] not in spec["methods"]]
-    per_seed, at_end = posthoc_rows(spec, [f"{m}+{t}" if t else m for m, t, _, _ in rows])
+    per_seed, at_end = posthoc_rows(spec, [run_name(m, t) for m, t, _, _ in rows])
     seeds = [int(k) for k in spec["seeds"]]
     if order == "methods":
         cells = [(row, k) for row in rows + per_seed for k in seeds]
@@ -226,7 +226,9 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
     done = finished_elsewhere(out)
     configs = job_configs(jobs)
     wanted = {(j.dataset, j.seed, j.source) for j in jobs if j.source is not None}
-    sources = {key: job_config(j) for j in grid if (key := (j.dataset, j.seed, j.row)) in wanted and j.source is None}
+    resolved = dict(zip(jobs, configs))  # a source in another shard is resolved here, once
+    sources = {key: resolved.get(j) or job_config(j) for j in grid
+               if (key := (j.dataset, j.seed, j.row)) in wanted and j.source is None}
     for k, (job, cfg) in enumerate(zip(jobs, configs), 1):
         if job.source is not None:
             cfg = posthoc_config(job, cfg, sources, done, out)

@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from wslbench.cli import main
-from wslbench.tables import build_tables, collect_runs
+from wslbench.tables import aggregate, build_tables, collect_runs
 
 METRICS = {  # (dataset, method, erase_depth) -> per-seed (cls_error, f1_pos, f1_neg, crf_pos, crf_neg, time)
     ("glas", "cam-avg", None): [(10.0, 0.60, 0.50, 0.62, 0.49, 600), (12.0, 0.64, 0.54, 0.66, 0.53, 660)],
@@ -47,6 +47,14 @@ def cell(table, row, column):
     i = table.rows.index(row)
     cols = [f"{g} {c}" for g, cs in table.groups for c in cs]
     return table.cells[i][cols.index(column)]
+
+
+def test_one_seed_shows_no_spread():
+    """A cell of one seed has no sample std; "± 0.00" would read as a measured spread of zero."""
+    one, two = aggregate([0.25]), aggregate([0.2, 0.3])
+    assert one.std is None and one.text("markdown") == "0.25 (1)"
+    assert one.text("latex") == r"0.25 {\scriptsize(1)}"
+    assert two.text("markdown") == f"0.25 ± {np.std([0.2, 0.3], ddof=1):.2f} (2)" == "0.25 ± 0.07 (2)"
 
 
 def test_mean_std_seeds_and_variants(tmp_path):
@@ -110,7 +118,7 @@ def test_tables_from_a_real_tiny_run(tiny, tmp_path):
     assert res.exit_code == 0 and "1 finished run" in res.output
     ev = json.loads((tmp_path / "runs" / "synthetic" / "cam-avg" / "seed0" / "eval.json").read_text())
     md = (tmp_path / "t" / "runs" / "table2.md").read_text()
-    assert f"**{100 * ev['f1_pos']:.2f} ± 0.00** (1)" in md  # the only WSL row: best
+    assert f"**{100 * ev['f1_pos']:.2f}** (1)" in md  # the only WSL row: best
 
 
 def test_missing_runs_dir_is_a_clear_error(tmp_path):

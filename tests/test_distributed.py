@@ -64,3 +64,26 @@ def test_two_process_gloo_equals_one_process(tmp_path, method):
         assert h1[0]["train_erase_steps"] == pytest.approx(h2[0]["train_erase_steps"])
     env2 = json.loads((tmp_path / "two" / "synthetic" / method / "seed0" / "env.json").read_text())
     assert env2.get("world_size") == 2
+
+
+def test_process_group_is_left_before_interpreter_exit(monkeypatch):
+    """A rank that finishes leaves its process group at exit: a gloo group alive during
+    interpreter teardown aborted rank 1 once after a finished two-process run (SIGABRT)."""
+    import torch.distributed as dist
+
+    from wslbench.train import distributed
+
+    hooks = []
+    real_init = dist.init_process_group
+    monkeypatch.setattr(distributed.atexit, "register", hooks.append)
+    # one real gloo rank stands in for torchrun's group (WORLD_SIZE=2 only takes the branch)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: real_init(
+        backend, store=dist.HashStore(), rank=0, world_size=1))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    info = distributed.init_from_env("cpu")
+    try:
+        assert info.world_size == 1 and dist.is_initialized() and len(hooks) == 1
+        hooks[0]()
+        assert not dist.is_initialized()
+    finally:
+        distributed.leave()

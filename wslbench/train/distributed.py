@@ -1,6 +1,7 @@
 """torch.distributed plumbing (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK)."""
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -30,7 +31,16 @@ def init_from_env(device_type: str) -> DistInfo:
         return DistInfo()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        # a group still alive when the interpreter tears down can abort the process ("terminate
+        # called without an active exception", SIGABRT) after a finished run: leave it first
+        atexit.register(leave)
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def leave() -> None:
+    """Destroy the process group (local for gloo and NCCL: no other rank has to be there)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def all_reduce_gradients(module: torch.nn.Module, info: DistInfo) -> None:

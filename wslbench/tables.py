@@ -4,12 +4,12 @@ Every finished run found under the root (``wslbench.runs``: any depth, ``status.
 ``finished``, ``config.yaml`` and ``eval.json``) is one row; rows are grouped by experiment,
 and each experiment gets its own Tables 1-6 in ``<out>/<experiment>/``, headed by what the
 experiment is (trunk, resolution, epochs, checkpoint selection). Cells are mean ± sample std
-over seeds with the number of seeds (one seed: its value alone, no "± 0.00"). Min-max runs with ``model.erase_depth = 0`` are the
-"without erasing" variant (Tables 3-5); another tag is a row of its own. The best weakly
-supervised value of a column is bold (the constant All-ones and the fully supervised U-Net are
-not contenders); a missing run shows '–', never a zero; a method that does not classify shows
-'n/a'; a data-set column with no run in a table is left out unless ``full_layout`` asks for the
-paper's layout.
+over seeds with the number of seeds (one seed: its value alone, no "± 0.00"). Min-max runs
+with ``model.erase_depth = 0`` are the "without erasing" variant (Tables 3-5); another tag is
+a row of its own. The best weakly supervised value of a column is bold (the constant All-ones
+and the fully supervised U-Net are not contenders); a missing run shows '–', never a zero; a
+method that does not classify shows 'n/a'; a data-set column with no run in a table is left out
+unless ``full_layout`` asks for the paper's layout.
 """
 from __future__ import annotations
 
@@ -127,17 +127,18 @@ class Cell:
     arrow: str = ""  # "up" / "down" against a reference table
 
     def text(self, fmt: str, digits: int = 2) -> str:
+        """The cell in Markdown; LaTeX is the same text through latex_escape, bold and the seed
+        count set in LaTeX's own way."""
         if self.na:
             return "n/a"
         if self.n == 0:
-            return "--" if fmt == "latex" else "–"
+            return latex_escape("–") if fmt == "latex" else "–"
+        spread = f" ± {self.std:.{digits}f}" if self.std is not None else ""
+        body = f"{self.mean:.{digits}f}{spread}"
         arrow = {"up": " ↑", "down": " ↓", "": ""}[self.arrow]
         if fmt == "latex":
-            arrow = {"up": r" $\uparrow$", "down": r" $\downarrow$", "": ""}[self.arrow]
-            body = f"{self.mean:.{digits}f}" + (f" $\\pm$ {self.std:.{digits}f}" if self.std is not None else "")
-            body = f"\\textbf{{{body}}}" if self.bold else body
-            return f"{body}{arrow} {{\\scriptsize({self.n})}}"
-        body = f"{self.mean:.{digits}f}" + (f" ± {self.std:.{digits}f}" if self.std is not None else "")
+            body = f"\\textbf{{{latex_escape(body)}}}" if self.bold else latex_escape(body)
+            return f"{body}{latex_escape(arrow)} {{\\scriptsize({self.n})}}"
         body = f"**{body}**" if self.bold else body
         return f"{body}{arrow} ({self.n})"
 

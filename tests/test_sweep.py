@@ -169,6 +169,38 @@ def test_sigterm_stops_the_sweep_cleanly(tmp_path):
     assert res.exit_code == 0 and "already finished" in res.output and len(list(out.glob("*/*/seed*/eval.json"))) == 4
 
 
+SIGNAL_BETWEEN_RUNS = """
+import os, signal, sys
+import wslbench.train
+from wslbench.errors import RunInterrupted
+from wslbench.sweep import run_sweep
+
+calls = []
+def fake_run(cfg, out, resume):  # returns with its own handler gone, then the signal lands
+    calls.append(cfg.method)
+    os.kill(os.getpid(), signal.SIGTERM)
+wslbench.train.run = fake_run
+try:
+    run_sweep(sys.argv[1], out=sys.argv[2], echo=lambda *a: None)
+except RunInterrupted as exc:
+    print("interrupted:", exc, "| runs:", len(calls))
+"""
+
+
+def test_a_signal_between_two_runs_stops_the_sweep_cleanly(tmp_path):
+    """Between two runs (and while one is being built) no trainer handler is installed: the
+    sweep's own must turn SIGTERM into a clean stop, not let it kill the process."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_BETWEEN_RUNS, str(write_spec(tmp_path)), str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "interrupted: sweep stopped by a signal after synthetic/all-ones/seed0" in proc.stdout
+    assert "run the same command again" in proc.stdout and "| runs: 1" in proc.stdout
+    assert "SIGTERM: stopping the sweep after the current job" in proc.stderr
+
+
 def test_sigterm_to_the_whole_process_group_still_stops_cleanly(tmp_path):
     """SLURM and ``kill -- -PGID`` signal the loader workers too: the run must still save its
     checkpoint and stop with one message, not die on 'DataLoader worker is killed'."""

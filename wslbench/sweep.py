@@ -26,6 +26,7 @@ whose index is i modulo n, so n machines (or a SLURM array) split the grid witho
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,7 +215,7 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
     from wslbench.errors import RunInterrupted
     from wslbench.train import run
     from wslbench.train.from_run import evaluate_from_run
-    from wslbench.train.trainer import stop_requested
+    from wslbench.train.trainer import stop_on_signals, stop_requested
 
     spec = load_spec(path)
     out = out or spec.get("out") or "results/runs"
@@ -229,41 +230,45 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
     resolved = dict(zip(jobs, configs))  # a source in another shard is resolved here, once
     sources = {key: resolved.get(j) or job_config(j) for j in grid
                if (key := (j.dataset, j.seed, j.row)) in wanted and j.source is None}
-    for k, (job, cfg) in enumerate(zip(jobs, configs), 1):
-        if job.source is not None:
-            cfg = posthoc_config(job, cfg, sources, done, out)
-            if cfg is None:
-                counts["waiting"] += 1
-                echo(f"[{k}/{len(jobs)}] {job.name}: waiting for {job.dataset}/{job.source}/seed{job.seed} to finish, skipped")
-                continue
-        run_dir = cfg.run_dir(out)
-        state = job_state(run_dir)
-        prefix = f"[{k}/{len(jobs)}] {job.name}"
-        elsewhere = done.get(cell_of(cfg, out)) if state == "new" else None
-        if state == "finished" or elsewhere is not None:
-            counts["finished"] += 1
-            echo(f"{prefix}: finished{f' at {elsewhere}' if elsewhere else ''}, skipped")
-            continue
-        if dry_run:
-            counts["planned"] += 1
-            what = (f"evaluate the classifier of {cfg.eval['from_run']}" if job.source is not None
-                    else f"{'resume' if state == 'resume' else 'run'}  {' '.join(job.overrides)}")
-            echo(f"{prefix}: would {what}")
-            continue
-        echo(f"{prefix}: {'resuming' if state == 'resume' else 'running'}")
-        try:
+    # a signal between runs (or while a run is being built) stops the sweep cleanly too: the
+    # runs install their own handler, this one covers the gaps
+    with nullcontext() if dry_run else stop_on_signals("stopping the sweep after the current job"):
+        for k, (job, cfg) in enumerate(zip(jobs, configs), 1):
             if job.source is not None:
-                evaluate_from_run(cfg, run_dir)
-            else:
-                run(cfg, out=out, resume=state == "resume")
-            counts["ran"] += 1
-        except RunInterrupted:
-            raise
-        except WslbenchError as exc:
-            counts["failed"] += 1
-            failures.append(f"{job.name}: {exc}")
-            echo(f"{prefix}: FAILED: {exc}")
-        if stop_requested():
-            raise RunInterrupted(f"sweep stopped by a signal after {job.name}; run the same command again to continue")
+                cfg = posthoc_config(job, cfg, sources, done, out)
+                if cfg is None:
+                    counts["waiting"] += 1
+                    echo(f"[{k}/{len(jobs)}] {job.name}: waiting for {job.dataset}/{job.source}/seed{job.seed} to finish, skipped")
+                    continue
+            run_dir = cfg.run_dir(out)
+            state = job_state(run_dir)
+            prefix = f"[{k}/{len(jobs)}] {job.name}"
+            elsewhere = done.get(cell_of(cfg, out)) if state == "new" else None
+            if state == "finished" or elsewhere is not None:
+                counts["finished"] += 1
+                echo(f"{prefix}: finished{f' at {elsewhere}' if elsewhere else ''}, skipped")
+                continue
+            if dry_run:
+                counts["planned"] += 1
+                what = (f"evaluate the classifier of {cfg.eval['from_run']}" if job.source is not None
+                        else f"{'resume' if state == 'resume' else 'run'}  {' '.join(job.overrides)}")
+                echo(f"{prefix}: would {what}")
+                continue
+            echo(f"{prefix}: {'resuming' if state == 'resume' else 'running'}")
+            try:
+                if job.source is not None:
+                    evaluate_from_run(cfg, run_dir)
+                else:
+                    run(cfg, out=out, resume=state == "resume")
+                counts["ran"] += 1
+            except RunInterrupted as exc:
+                raise RunInterrupted(f"sweep stopped by a signal during {job.name}; run the same command again to "
+                                     "continue (finished runs are skipped, an interrupted one resumes)") from exc
+            except WslbenchError as exc:
+                counts["failed"] += 1
+                failures.append(f"{job.name}: {exc}")
+                echo(f"{prefix}: FAILED: {exc}")
+            if stop_requested():
+                raise RunInterrupted(f"sweep stopped by a signal after {job.name}; run the same command again to continue")
     counts["failures"] = failures
     return counts

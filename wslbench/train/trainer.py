@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -99,6 +100,30 @@ _STOP = {"requested": False}
 
 def stop_requested() -> bool:
     return _STOP["requested"]
+
+
+@contextmanager
+def stop_on_signals(message: str | None):
+    """While the block runs, SIGINT and SIGTERM set the stop flag (``message`` is printed, when
+    given) instead of killing the process; a second signal quits at once. The previous handlers
+    come back after the block, so a sweep's handler covers the gaps between its runs' own."""
+    def on_signal(signum, frame) -> None:
+        if _STOP["requested"]:  # second signal: leave at once
+            raise KeyboardInterrupt
+        _STOP["requested"] = True
+        if message:
+            print(f"\n{signal.Signals(signum).name}: {message} (send it again to quit at once)",
+                  file=sys.stderr, flush=True)
+
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():  # signal handlers live there only
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handlers[sig] = signal.signal(sig, on_signal)
+    try:
+        yield
+    finally:
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
 
 
 class Trainer:
@@ -295,14 +320,6 @@ class Trainer:
         return out
 
     # --- interrupts ---------------------------------------------------------------------------
-    def _on_signal(self, signum, frame) -> None:
-        if _STOP["requested"]:  # second signal: leave at once
-            raise KeyboardInterrupt
-        _STOP["requested"] = True
-        if self.dist.is_main:
-            print(f"\n{signal.Signals(signum).name}: finishing the current step, then saving a checkpoint "
-                  "(send it again to quit at once)", file=sys.stderr, flush=True)
-
     def _stop_agreed(self) -> bool:
         """Every rank stops at the same step when any rank was signalled."""
         if not self.dist.enabled:
@@ -353,14 +370,12 @@ class Trainer:
         lock = RunLock(self.run_dir) if self.dist.is_main else None
         if lock is not None:
             lock.acquire()
-        handlers = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                handlers[sig] = signal.signal(sig, self._on_signal)
+        message = "finishing the current step, then saving a checkpoint" if self.dist.is_main else None
         try:
-            if _STOP["requested"]:
-                raise RunInterrupted(f"not starting {self.run_dir}: this process was asked to stop")
-            return self._fit()
+            with stop_on_signals(message):
+                if _STOP["requested"]:
+                    raise RunInterrupted(f"not starting {self.run_dir}: this process was asked to stop")
+                return self._fit()
         except BaseException as exc:
             if not self._started and created:
                 if lock is not None:
@@ -371,8 +386,6 @@ class Trainer:
                 self._status("failed", error=f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            for sig, h in handlers.items():
-                signal.signal(sig, h)
             if lock is not None:
                 lock.release()
 

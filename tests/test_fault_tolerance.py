@@ -78,6 +78,30 @@ def test_sigint_mid_epoch_then_resume_matches_straight_run(straight, tmp_path):
     _same(result(tmp_path), straight)
 
 
+def test_stop_seen_at_an_epoch_end_marks_the_run_interrupted(tiny, tmp_path, monkeypatch):
+    """A signal that lands during validation stops the run after that epoch; status.json must say
+    "interrupted" there too (it said "running" for a dead run, which `wslbench tables` relays)."""
+    from wslbench.errors import RunInterrupted
+    from wslbench.train import trainer as trainer_module
+
+    trainer = Trainer(tiny("cam-avg", epochs=3), tmp_path)
+    real = trainer._validate
+    monkeypatch.setitem(trainer_module._STOP, "requested", False)
+
+    def validate_then_signal():
+        out = real()
+        trainer_module._STOP["requested"] = True  # what the SIGTERM handler does
+        return out
+
+    monkeypatch.setattr(trainer, "_validate", validate_then_signal)
+    with pytest.raises(RunInterrupted, match="after epoch 1"):
+        trainer.fit()
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert (status["state"], status["epoch"]) == ("interrupted", 1)
+    ck = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert ck["epoch"] == 1 and "partial" not in ck  # an epoch-end checkpoint, resumable as such
+
+
 def test_sigkill_then_resume_matches_straight_run(straight, tmp_path):
     proc = subprocess.Popen(cli(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run_dir = tmp_path / "synthetic" / "cam-avg" / "seed0"

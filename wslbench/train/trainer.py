@@ -470,6 +470,7 @@ class Trainer:
                 stopped_early = True
                 break
             if self._stop_agreed() and epoch + 1 < epochs:
+                self._status("interrupted", epoch=epoch + 1)  # as a mid-epoch stop says; not "running"
                 raise RunInterrupted(f"interrupted after epoch {epoch + 1}: checkpoint saved in {self.run_dir / LAST}; "
                                      "continue with the same command plus --resume")
         if self.dist.is_main and not (self.run_dir / BEST).is_file():

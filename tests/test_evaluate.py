@@ -122,3 +122,21 @@ def test_method_families_get_figures_of_their_own_beside_their_references():
     assert list(sets["wsol"]) == ["cam-avg", "has", "cutmix", "minmax"]
     assert list(sets["posthoc"]) == ["cam-avg", "gradcam", "layercam", "minmax"]
     assert list(figure_sets({"cam-avg": [Path("a")]})) == [""]  # no family present: the main figure only
+
+
+def test_a_figure_saved_twice_has_the_same_bytes(tmp_path):
+    """Regenerated figures must not show up in `git diff`: the PDF carries no creation date."""
+    import time
+    from wslbench.figures import _plt, save
+
+    def draw(base):
+        plt = _plt()
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        return save(fig, base)
+
+    first = [p.read_bytes() for p in draw(tmp_path / "a")]
+    time.sleep(1.1)  # a PDF date has one-second resolution
+    second = [p.read_bytes() for p in draw(tmp_path / "b")]
+    assert first == second
+    assert b"/CreationDate" not in first[1]

@@ -25,11 +25,13 @@ def _plt():
 
 
 def save(fig, base: Path) -> list[Path]:
-    """Write ``base``.png and ``base``.pdf atomically."""
+    """Write ``base``.png and ``base``.pdf atomically; the PDF carries no creation date, so
+    regenerating a figure from the same records gives the same bytes."""
     out = []
     for ext in ("png", "pdf"):
         buf = io.BytesIO()
-        fig.savefig(buf, format=ext, dpi=150, bbox_inches="tight")
+        meta = {"CreationDate": None} if ext == "pdf" else None
+        fig.savefig(buf, format=ext, dpi=150, bbox_inches="tight", metadata=meta)
         atomic_write_bytes(base.with_suffix(f".{ext}"), buf.getvalue())
         out.append(base.with_suffix(f".{ext}"))
     _plt().close(fig)

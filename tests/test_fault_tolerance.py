@@ -158,3 +158,78 @@ def test_finished_run_is_never_overwritten(tiny, tmp_path):
     again = Trainer(tiny("cam-avg", epochs=1), tmp_path, resume=True).fit()
     assert again["f1_pos"] == json.loads(before["eval.json"])["f1_pos"]
     assert all((tmp_path / p).read_bytes() == b for p, b in before.items())
+
+
+def test_an_evaluation_stopped_part_way_resumes_with_the_maps_it_made(tiny, tmp_path, monkeypatch):
+    """A signal during the test evaluation stops it after the current image; the same run resumed
+    predicts only the images left, and scores exactly what an unbroken evaluation scores."""
+    from wslbench.errors import RunInterrupted
+    from wslbench.train import trainer as trainer_module
+
+    cfg = tiny("cam-avg", epochs=1, extra=["train.max_steps_per_epoch=2", "data.eval_batch_size=1"])
+    straight = tmp_path / "straight"
+    run(cfg, run_dir=straight)
+    monkeypatch.setitem(trainer_module._STOP, "requested", False)
+    calls = []
+
+    def counting(trainer, stop_after=None):
+        """Count the test evaluation's predictions (not validation's); signal after ``stop_after``."""
+        real_predict, real_evaluate = trainer.method.predict, trainer.evaluate_test
+
+        def predict(images):
+            calls.append(images.shape[0])
+            if stop_after is not None and len(calls) == stop_after:
+                trainer_module._STOP["requested"] = True  # what the SIGTERM handler does
+            return real_predict(images)
+
+        def evaluate_test(*args, **kwargs):
+            monkeypatch.setattr(trainer.method, "predict", predict)
+            return real_evaluate(*args, **kwargs)
+
+        monkeypatch.setattr(trainer, "evaluate_test", evaluate_test)
+        return trainer
+
+    broken = tmp_path / "broken"
+    with pytest.raises(RunInterrupted, match="maps of 5 images are kept"):
+        counting(Trainer(cfg, broken), stop_after=5).fit()
+    status = json.loads((broken / "status.json").read_text())
+    assert (status["state"], status["maps_kept"]) == ("interrupted", 5)
+    assert not (broken / "eval.json").exists()
+    assert len(list((broken / "eval_cache" / "maps").glob("*.npz"))) == 5
+
+    trainer_module._STOP["requested"] = False
+    calls.clear()
+    counting(Trainer(cfg, broken, resume=True)).fit()
+    assert len(calls) == 12 - 5  # the 5 maps made before the stop are not predicted again
+    assert not (broken / "eval_cache").exists()
+    assert json.loads((broken / "status.json").read_text())["state"] == "finished"
+    a, b = (json.loads((d / "eval.json").read_text()) for d in (straight, broken))
+    for k in ("cls_error", "f1_pos", "f1_neg", "pxap", "n_images"):
+        assert a[k] == b[k], k
+    assert (straight / "per_image.csv").read_bytes() == (broken / "per_image.csv").read_bytes()
+
+
+def test_map_cache_holds_the_maps_of_one_set_of_weights_only(tmp_path):
+    """A cache made under other weights (or settings) is emptied; the same weights keep it."""
+    import numpy as np
+
+    from baselines.cam import CamAvg
+    from wslbench.evaluate import MapCache, map_fingerprint
+
+    torch.manual_seed(0)
+    model = CamAvg(num_classes=2, backbone="test_resnet")
+    key = map_fingerprint(model, {"split": "test"})
+    prob = np.random.default_rng(0).random((5, 7)).astype(np.float32)
+    MapCache(tmp_path / "c", key).put("sub/img1", prob, 1)
+    MapCache(tmp_path / "c", key).put("img2", prob, None)
+    kept = MapCache(tmp_path / "c", map_fingerprint(model, {"split": "test"}))
+    got, label = kept.get("sub/img1")
+    assert np.array_equal(got, prob) and label == 1 and kept.get("img2")[1] is None and len(kept) == 2
+    assert map_fingerprint(model, {"split": "val"}) != key
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1e-6  # one weight, barely moved
+    moved = MapCache(tmp_path / "c", map_fingerprint(model, {"split": "test"}))
+    assert len(moved) == 0 and moved.get("sub/img1") is None
+    (moved.folder / "maps").mkdir(parents=True)
+    (moved.folder / "maps" / "torn.npz").write_bytes(b"PK\x03")  # a file cut short: predicted again
+    assert moved.get("torn") is None

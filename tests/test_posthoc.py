@@ -131,3 +131,40 @@ def test_from_keeps_the_source_runs_experiment(gradcam_run, tmp_path):
     r = _from(src, tmp_path / "out", "layercam", "synthetic", "--set", "experiment=mine")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out" / "mine" / "synthetic" / "layercam" / "seed3" / "eval.json").is_file()
+
+
+def test_a_stopped_from_run_evaluation_resumes_where_it_stopped(gradcam_run, tmp_path, monkeypatch):
+    """Score-CAM takes minutes an image on a CPU: a signal keeps the maps made so far (status
+    "interrupted", not "failed") and the same command again predicts only the rest."""
+    from baselines.posthoc import PosthocCam
+    from wslbench.train import trainer as trainer_module
+
+    monkeypatch.setitem(trainer_module._STOP, "requested", False)
+    calls, real = [], PosthocCam.predict
+
+    def predict(self, images, stop_after=None):
+        calls.append(images.shape[0])
+        if stop_after is not None and len(calls) == stop_after:
+            trainer_module._STOP["requested"] = True  # what the SIGTERM handler does
+        return real(self, images)
+
+    one = ["--set", "data.eval_batch_size=1"]
+    monkeypatch.setattr(PosthocCam, "predict", predict)
+    assert _from(gradcam_run, tmp_path / "straight", "layercam", "synthetic", *one).exit_code == 0
+    n_test = len(calls)
+    calls.clear()
+    monkeypatch.setattr(PosthocCam, "predict", lambda self, images: predict(self, images, stop_after=3))
+    r = _from(gradcam_run, tmp_path / "broken", "layercam", "synthetic", *one)
+    run_dir = tmp_path / "broken" / "synthetic" / "layercam" / "seed3"
+    assert r.exit_code == 2 and "maps of 3 images are kept" in r.output and "Traceback" not in r.output
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "interrupted"
+    trainer_module._STOP["requested"] = False
+    calls.clear()
+    monkeypatch.setattr(PosthocCam, "predict", predict)
+    assert _from(gradcam_run, tmp_path / "broken", "layercam", "synthetic", *one).exit_code == 0
+    assert n_test == 12 and len(calls) == n_test - 3
+    a, b = (json.loads((d / "synthetic" / "layercam" / "seed3" / "eval.json").read_text())
+            for d in (tmp_path / "straight", tmp_path / "broken"))
+    assert all(a[k] == b[k] for k in ("cls_error", "f1_pos", "f1_neg", "pxap"))
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+    assert not (run_dir / "eval_cache").exists()

@@ -12,18 +12,20 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
 from wslbench.curves import CURVE_INTERVAL, CurveAccumulator, threshold_grid
-from wslbench.errors import WslbenchError
+from wslbench.errors import RunInterrupted, WslbenchError
 from wslbench.eval_padding import crop_to_box, pad_to_multiple
-from wslbench.io import atomic_save, atomic_write_bytes, atomic_write_json
+from wslbench.io import atomic_save, atomic_write_bytes, atomic_write_json, atomic_write_text
 from wslbench.metrics import RECALL_GRID, classification_error, f1_pos_neg, interpolated_pr, mean_score
 
 #: how CAM-style maps reach [0, 1] (wslbench.methods.maps.minmax_normalize); eval.json says it
@@ -38,6 +40,59 @@ class ImagePrediction:
     prob: np.ndarray  # (H, W) float32 in [0, 1]
     mask: np.ndarray  # (H, W) bool ground truth
     image: np.ndarray | None  # (H, W, 3) uint8, as the model saw it (for CRF and figures)
+
+
+class MapCache:
+    """The maps of an evaluation that has not finished, one file per image, so that a stopped
+    evaluation resumes where it stopped (Score-CAM predicts one image in minutes on a CPU).
+    The folder holds maps of one ``fingerprint`` (weights, data and evaluation settings): one made
+    under another is emptied first. The evaluation removes the folder once eval.json is written."""
+
+    def __init__(self, folder: str | Path, fingerprint: str):
+        self.folder = Path(folder)
+        key = self.folder / "fingerprint.txt"
+        if self.folder.is_dir() and (not key.is_file() or key.read_text() != fingerprint):
+            shutil.rmtree(self.folder)
+        if not key.is_file():
+            atomic_write_text(key, fingerprint)
+
+    def _path(self, image_id: str) -> Path:
+        return self.folder / "maps" / f"{image_id}.npz"
+
+    def get(self, image_id: str) -> tuple[np.ndarray, int | None] | None:
+        """(map, predicted label) of an image predicted before, else None (also for a torn file)."""
+        path = self._path(image_id)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path) as z:
+                label = int(z["pred_label"])
+                return z["prob"], (None if label < 0 else label)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            return None
+
+    def put(self, image_id: str, prob: np.ndarray, pred_label: int | None) -> None:
+        atomic_save(self._path(image_id), lambda buf: np.savez(
+            buf, prob=prob.astype(np.float32), pred_label=np.int64(-1 if pred_label is None else pred_label)))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in (self.folder / "maps").rglob("*.npz")) if (self.folder / "maps").is_dir() else 0
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def map_fingerprint(method, settings: dict) -> str:
+    """What a method's maps depend on: its weights (every tensor's name and bytes) and the
+    ``settings`` (data and evaluation options, as JSON)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for name, t in method.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def autocast_for(device: torch.device, amp: bool):
@@ -67,11 +122,15 @@ def predict_dataset(
     num_workers: int = 0,
     pad_multiple: int = 0,
     indices: list[int] | None = None,
+    cache: MapCache | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[ImagePrediction]:
     """Yield one ImagePrediction per image of ``dataset`` (its evaluation transform: whole image),
     or of the images at ``indices`` only. ``pad_multiple``: reflect-pad each batch to sides that
     are multiples of it before ``predict`` and crop the maps back (the authors' evaluation
-    geometry, wslbench.eval_padding)."""
+    geometry, wslbench.eval_padding). With a ``cache``, a batch whose maps are all there is not
+    predicted again and every predicted map is stored; ``should_stop`` is asked before each
+    prediction and a yes raises RunInterrupted (the cache keeps what was done)."""
     source = dataset if indices is None else Subset(dataset, list(indices))
     loader = DataLoader(source, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     method.eval()
@@ -81,11 +140,23 @@ def predict_dataset(
         images = batch["image"].to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        padded, box = pad_to_multiple(images, pad_multiple)
-        with torch.no_grad(), autocast_for(device, amp):
-            pred = method.predict(padded)
-        probs = crop_to_box(pred.maps, box).float().clamp(0, 1).cpu().numpy()
-        labels = pred.logits.argmax(1).cpu().tolist() if pred.logits is not None else [None] * len(probs)
+        cached = [cache.get(i) for i in batch["id"]] if cache is not None else [None]
+        if all(c is not None for c in cached):
+            probs = [c[0] for c in cached]
+            labels = [c[1] for c in cached]
+        else:
+            if should_stop is not None and should_stop():
+                where = f"; the maps of {len(cache)} images are kept in {cache.folder}" if cache is not None else ""
+                raise RunInterrupted(f"evaluation stopped by a signal{where}: run the same command again to "
+                                     "predict only the rest")
+            padded, box = pad_to_multiple(images, pad_multiple)
+            with torch.no_grad(), autocast_for(device, amp):
+                pred = method.predict(padded)
+            probs = crop_to_box(pred.maps, box).float().clamp(0, 1).cpu().numpy()
+            labels = pred.logits.argmax(1).cpu().tolist() if pred.logits is not None else [None] * len(probs)
+            if cache is not None:
+                for i, prob, label in zip(batch["id"], probs, labels):
+                    cache.put(i, prob, label)
         raw = denormalize(images, mean, std) if keep_images else [None] * len(probs)
         for i in range(len(probs)):
             yield ImagePrediction(
@@ -212,10 +283,15 @@ def evaluate(
     save_maps: bool = False,
     curve_interval: float = CURVE_INTERVAL,
     pad_multiple: int = 0,
+    cache: MapCache | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict:
-    """Score ``method`` on ``dataset`` and write eval.json, per_image.csv and masks/ under out_dir."""
-    return score_predictions(
-        predict_dataset(method, dataset, device, batch_size, amp, channels_last, keep_images=crf, pad_multiple=pad_multiple),
+    """Score ``method`` on ``dataset`` and write eval.json, per_image.csv and masks/ under out_dir;
+    with a ``cache`` (see predict_dataset), a stopped evaluation resumes, and the cache goes once
+    eval.json is written."""
+    result = score_predictions(
+        predict_dataset(method, dataset, device, batch_size, amp, channels_last, keep_images=crf,
+                        pad_multiple=pad_multiple, cache=cache, should_stop=should_stop),
         out_dir,
         threshold=threshold,
         classifies=method.classifies,
@@ -229,6 +305,9 @@ def evaluate(
         split=dataset.split,
         extra=extra,
     )
+    if cache is not None:
+        cache.clear()
+    return result
 
 
 def write_pr_curve(path: Path, curves: dict[str, list[np.ndarray]]) -> None:
@@ -251,4 +330,5 @@ def write_threshold_curves(path: Path, table: dict[str, np.ndarray]) -> None:
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
 
-__all__ = ["evaluate", "score_predictions", "predict_dataset", "classification_only", "atomic_save"]
+__all__ = ["evaluate", "score_predictions", "predict_dataset", "classification_only", "atomic_save", "MapCache",
+           "map_fingerprint"]

@@ -215,7 +215,7 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
     from wslbench.errors import RunInterrupted
     from wslbench.train import run
     from wslbench.train.from_run import evaluate_from_run
-    from wslbench.train.trainer import stop_on_signals, stop_requested
+    from wslbench.train.trainer import EVAL_CACHE, stop_on_signals, stop_requested
 
     spec = load_spec(path)
     out = out or spec.get("out") or "results/runs"
@@ -254,7 +254,8 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
                         else f"{'resume' if state == 'resume' else 'run'}  {' '.join(job.overrides)}")
                 echo(f"{prefix}: would {what}")
                 continue
-            echo(f"{prefix}: {'resuming' if state == 'resume' else 'running'}")
+            resuming = state == "resume" or (run_dir / EVAL_CACHE).is_dir()  # or a stopped evaluation's maps
+            echo(f"{prefix}: {'resuming' if resuming else 'running'}")
             try:
                 if job.source is not None:
                     evaluate_from_run(cfg, run_dir)

@@ -8,7 +8,8 @@ CAM-Avg-shaped classifiers). The new run takes the source's architecture (``mode
 prepared as the classifier saw them, its seed unless ``--seed`` is given, and its experiment
 unless ``--set experiment=NAME`` is given (the maps go to the table of the classifier's run). The source folder
 is recorded in ``config.yaml`` (``eval.from_run``) and in ``eval.json`` (``from_run``,
-``from_checkpoint_epoch``)."""
+``from_checkpoint_epoch``). A signal stops the evaluation after the current image; the same
+command again predicts only the images left (wslbench.evaluate.MapCache)."""
 from __future__ import annotations
 
 import json
@@ -72,7 +73,8 @@ def config_from_source(cfg: RunConfig, source: str | Path, src: dict, seed_given
 def evaluate_from_run(cfg: RunConfig, run_dir: str | Path) -> dict:
     """Load the source's best classifier into ``cfg.method`` and evaluate it on the test set;
     no optimiser step is taken. ``cfg`` comes from :func:`config_from_source`."""
-    from wslbench.train.trainer import Trainer
+    from wslbench.errors import RunInterrupted
+    from wslbench.train.trainer import Trainer, stop_on_signals
 
     source = Path(cfg.eval["from_run"])
     run_dir = Path(run_dir)
@@ -99,13 +101,16 @@ def evaluate_from_run(cfg: RunConfig, run_dir: str | Path) -> dict:
             source_eval = json.loads((source / "eval.json").read_text())
         except (OSError, ValueError):
             source_eval = {}
-        result = trainer.evaluate_test(extra={
-            "epochs_run": 0, "stopped_early": False, "train_time_s": 0.0, "best_val": None, "selection": None,
-            "from_run": str(source), "from_method": src["method"], "from_checkpoint_epoch": ck.get("epoch"),
-            "from_train_time_s": source_eval.get("train_time_s"),
-        })
+        with stop_on_signals("finishing the current image's map, then stopping (the maps done are kept)"):
+            result = trainer.evaluate_test(extra={
+                "epochs_run": 0, "stopped_early": False, "train_time_s": 0.0, "best_val": None, "selection": None,
+                "from_run": str(source), "from_method": src["method"], "from_checkpoint_epoch": ck.get("epoch"),
+                "from_train_time_s": source_eval.get("train_time_s"),
+            })
         trainer._status("finished")
         return result
+    except RunInterrupted:  # status.json says "interrupted"; the maps done wait in the run's eval cache
+        raise
     except BaseException as exc:
         trainer._status("failed", error=f"{type(exc).__name__}: {exc}")
         raise

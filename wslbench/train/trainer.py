@@ -23,10 +23,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from wslbench.config import RunConfig, data_root, dataset_options, from_dict
+from wslbench.config import LOADER_KEYS, RunConfig, data_root, dataset_options, from_dict
 from wslbench.errors import ConfigError, RunInterrupted, TrainingDiverged, WslbenchError
 from wslbench.curves import CURVE_INTERVAL
-from wslbench.evaluate import autocast_for, evaluate
+from wslbench.evaluate import MapCache, autocast_for, evaluate, map_fingerprint
 from wslbench.io import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml, finished_result, read_jsonl
 from wslbench.protocols import Protocol
 from wslbench.registry import create_dataset, create_method
@@ -93,6 +93,9 @@ def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
 #: what a checkpoint with missing or ill-typed entries raises while it is restored
 _BAD_STATE = (KeyError, TypeError, ValueError, RuntimeError)
 
+
+#: the folder (in a run) of a stopped evaluation's maps, gone once eval.json is written
+EVAL_CACHE = "eval_cache"
 
 # One flag per process: a signal asks every run of this process (and a sweep) to stop.
 _STOP = {"requested": False}
@@ -514,28 +517,44 @@ class Trainer:
         tau, protocol_info = self.protocol.threshold(self.method, self.val_set, self.device, self.amp, self.channels_last)
         info.update(protocol_info)
         info.update(extra or {})
-        result = evaluate(
-            self.method,
-            test_set,
-            self.run_dir,
-            self.device,
-            threshold=tau,
-            batch_size=int(self.cfg.data.get("eval_batch_size", 1)),
-            amp=self.amp,
-            channels_last=self.channels_last,
-            crf=bool(ev.get("crf", False) if crf is None else crf),
-            crf_params=ev.get("crf_params") or {},
-            save_masks=bool(ev.get("save_masks", True)),
-            save_maps=bool(ev.get("save_maps", False)),
-            curve_interval=float(ev.get("curve_interval", CURVE_INTERVAL)),
-            extra=info,
-            pad_multiple=ev.get("pad_multiple", 0),  # 0 = off; 32 in the paper configs (authors' loader.py)
-        )
+        cache = self._map_cache(test_set.split)
+        try:
+            result = evaluate(
+                self.method,
+                test_set,
+                self.run_dir,
+                self.device,
+                threshold=tau,
+                batch_size=int(self.cfg.data.get("eval_batch_size", 1)),
+                amp=self.amp,
+                channels_last=self.channels_last,
+                crf=bool(ev.get("crf", False) if crf is None else crf),
+                crf_params=ev.get("crf_params") or {},
+                save_masks=bool(ev.get("save_masks", True)),
+                save_maps=bool(ev.get("save_maps", False)),
+                curve_interval=float(ev.get("curve_interval", CURVE_INTERVAL)),
+                extra=info,
+                pad_multiple=ev.get("pad_multiple", 0),  # 0 = off; 32 in the paper configs (authors' loader.py)
+                cache=cache,
+                should_stop=stop_requested,
+            )
+        except RunInterrupted:
+            self._status("interrupted", evaluating=test_set.split, maps_kept=len(cache))
+            raise
         if self.dist.is_main and ev.get("figures", True):
             from wslbench.figures import run_pr_figure
 
             run_pr_figure(self.run_dir)
         return result
+
+    def _map_cache(self, split: str) -> MapCache:
+        """Where a stopped evaluation's maps wait for the resumed one: valid for these weights,
+        data options and evaluation options (not the loader's, the CRF's or the figures')."""
+        return MapCache(self.run_dir / EVAL_CACHE, map_fingerprint(self.method, {
+            "method": self.cfg.method, "dataset": self.cfg.dataset, "split": split,
+            "data": {k: v for k, v in self.cfg.data.items() if k not in LOADER_KEYS}, "model": self.cfg.model,
+            "eval": {k: v for k, v in self.cfg.eval.items() if k not in ("crf", "crf_params", "figures", "save_masks")},
+            "amp": self.amp, "channels_last": self.channels_last}))
 
 
 def evaluate_run(run_dir: str | Path, crf: bool | None = None, device: str | None = None, checkpoint: str = BEST) -> dict:

@@ -233,3 +233,35 @@ def test_map_cache_holds_the_maps_of_one_set_of_weights_only(tmp_path):
     (moved.folder / "maps").mkdir(parents=True)
     (moved.folder / "maps" / "torn.npz").write_bytes(b"PK\x03")  # a file cut short: predicted again
     assert moved.get("torn") is None
+
+
+def test_a_run_that_stopped_early_and_was_stopped_in_its_evaluation_does_not_train_again(tiny, tmp_path, monkeypatch):
+    """Patience spent, then a signal during the test evaluation: the resumed run evaluates the
+    same checkpoint and trains no further epoch."""
+    from wslbench.errors import RunInterrupted
+    from wslbench.train import trainer as trainer_module
+
+    cfg = tiny("cam-avg", epochs=4, extra=["train.max_steps_per_epoch=1", "data.eval_batch_size=1", "train.patience=1"])
+    monkeypatch.setitem(trainer_module._STOP, "requested", False)
+
+    def build(**kw):
+        t = Trainer(cfg, tmp_path, **kw)
+        monkeypatch.setattr(t.protocol, "is_best", lambda value, best, mode: (best is None, best is None))
+        real = t.evaluate_test
+
+        def evaluate_test(*args, **kwargs):
+            trainer_module._STOP["requested"] = True  # a signal as the test evaluation starts
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(t, "evaluate_test", evaluate_test)
+        return t
+
+    with pytest.raises(RunInterrupted):
+        build().fit()
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2  # epoch 1 best, epoch 2 not: stop
+    trainer_module._STOP["requested"] = False
+    t = Trainer(cfg, tmp_path, resume=True)
+    monkeypatch.setattr(t.protocol, "is_best", lambda value, best, mode: (best is None, best is None))
+    ev = t.fit()
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    assert ev["stopped_early"] is True and ev["epochs_run"] == 2 and ev["checkpoint_epoch"] == 1

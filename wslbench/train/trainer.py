@@ -342,6 +342,9 @@ class Trainer:
         return WslbenchError(f"--resume: {self.run_dir / LAST} does not hold a resumable wslbench state "
                              f"({type(exc).__name__}: {exc})")
 
+    def _patience_spent(self, key, bad_epochs: int) -> bool:
+        return self.cfg.train.patience is not None and key is not None and bad_epochs >= self.cfg.train.patience
+
     def _state(self, epoch: int, best, bad_epochs: int, train_time: float) -> dict:
         return {
             "epoch": epoch,  # completed epochs
@@ -435,9 +438,10 @@ class Trainer:
         self._best, self._bad_epochs, self._train_time = best, bad_epochs, train_time
 
         epochs = cfg.train.epochs if (self.method.trainable and self.optimizer is not None) else 0
-        stopped_early = False
+        # a run that stopped early and was stopped again in its test evaluation resumes to that evaluation
+        stopped_early = self._patience_spent(key, bad_epochs) and start_epoch > 0
         self._started = True
-        for epoch in range(start_epoch, epochs):
+        for epoch in range(start_epoch, start_epoch if stopped_early else epochs):
             skip = int(partial["n_steps"]) if partial else 0
             self._start_epoch(epoch, skip_steps=skip)
             if partial:
@@ -469,7 +473,7 @@ class Trainer:
                     save_checkpoint(self.run_dir / BEST, {"epoch": epoch + 1, "method": state["method"], key or "epoch": best})
                 save_checkpoint(self.run_dir / LAST, state)
                 self._status("running", epoch=epoch + 1)
-            if cfg.train.patience is not None and key is not None and bad_epochs >= cfg.train.patience:
+            if self._patience_spent(key, bad_epochs):
                 stopped_early = True
                 break
             if self._stop_agreed() and epoch + 1 < epochs:

@@ -76,10 +76,16 @@ class MapCache:
             buf, prob=prob.astype(np.float32), pred_label=np.int64(-1 if pred_label is None else pred_label)))
 
     def __len__(self) -> int:
-        return sum(1 for _ in (self.folder / "maps").rglob("*.npz")) if (self.folder / "maps").is_dir() else 0
+        return maps_in(self.folder)
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def maps_in(folder: str | Path) -> int:
+    """How many maps a MapCache folder holds (0 when there is none), read without opening it."""
+    maps = Path(folder) / "maps"
+    return sum(1 for _ in maps.rglob("*.npz")) if maps.is_dir() else 0
 
 
 def map_fingerprint(method, settings: dict) -> str:

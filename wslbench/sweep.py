@@ -213,6 +213,7 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
               echo=print) -> dict:
     """Run (or list, with ``dry_run``) this shard's jobs; returns counts per outcome."""
     from wslbench.errors import RunInterrupted
+    from wslbench.evaluate import maps_in
     from wslbench.train import run
     from wslbench.train.from_run import evaluate_from_run
     from wslbench.train.trainer import EVAL_CACHE, stop_on_signals, stop_requested
@@ -244,6 +245,8 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
             state = job_state(run_dir)
             prefix = f"[{k}/{len(jobs)}] {job.name}"
             elsewhere = done.get(cell_of(cfg, out)) if state == "new" else None
+            kept = maps_in(run_dir / EVAL_CACHE)  # maps of a stopped test evaluation
+            kept_text = f" ({kept} test maps kept from a stopped evaluation)" if kept else ""
             if state == "finished" or elsewhere is not None:
                 counts["finished"] += 1
                 echo(f"{prefix}: finished{f' at {elsewhere}' if elsewhere else ''}, skipped")
@@ -252,10 +255,10 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
                 counts["planned"] += 1
                 what = (f"evaluate the classifier of {cfg.eval['from_run']}" if job.source is not None
                         else f"{'resume' if state == 'resume' else 'run'}  {' '.join(job.overrides)}")
-                echo(f"{prefix}: would {what}")
+                echo(f"{prefix}: would {what}{kept_text}")
                 continue
             resuming = state == "resume" or (run_dir / EVAL_CACHE).is_dir()  # or a stopped evaluation's maps
-            echo(f"{prefix}: {'resuming' if resuming else 'running'}")
+            echo(f"{prefix}: {'resuming' if resuming else 'running'}{kept_text}")
             try:
                 if job.source is not None:
                     evaluate_from_run(cfg, run_dir)

@@ -10,8 +10,10 @@ architecture, same seed: the same weights); ``wslbench run --method layercam --f
 evaluates the classifier of a finished run instead (wslbench/train/from_run.py)."""
 from __future__ import annotations
 
+import hashlib
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -106,9 +108,50 @@ class LayerCam(PosthocCam):
 
 
 class ScoreCam(PosthocCam):
-    """Score-CAM (Wang et al. 2020) on a GAP + linear classifier, via the grad-cam package."""
+    """Score-CAM (Wang et al. 2020) on a GAP + linear classifier, via the grad-cam package.
+
+    Its channel weights cost one forward per trunk channel (1280 for lite0: minutes an image on a
+    CPU, hours a test set); they are all the map needs besides one forward. During a test
+    evaluation each image's weights are kept in the run's progress folder (a few KB an image,
+    committed with the records), so a stopped evaluation resumes in a fresh clone."""
 
     cam_class = "ScoreCAM"
+
+    def __init__(self, num_classes: int, **config):
+        super().__init__(num_classes, **config)
+        self._memo = None
+
+    def keep_progress_in(self, folder, fingerprint: str) -> None:
+        from wslbench.evaluate import ArrayMemo
+
+        self._memo = None if folder is None else ArrayMemo(folder, fingerprint)
+
+    def cam(self):
+        package_cam, memo = super().cam(), self._memo
+        if memo is None:
+            return package_cam
+
+        class KeptWeights(package_cam):
+            """The package's Score-CAM, its weights read from (or written to) the memo per image."""
+
+            def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
+                keys = [weights_key(x, t.category) for x, t in zip(input_tensor, targets)]
+                kept = [memo.get(k) for k in keys]
+                if any(w is None for w in kept):
+                    weights = super().get_cam_weights(input_tensor, target_layer, targets, activations, grads)
+                    for k, w in zip(keys, weights):
+                        memo.put(k, w)
+                    return weights
+                return np.stack(kept)
+
+        return KeptWeights
+
+
+def weights_key(image: torch.Tensor, category: int) -> str:
+    """The memo key of one input image and target class: a hash of its values (layout aside)."""
+    h = hashlib.sha256(image.detach().float().cpu().contiguous().numpy().tobytes())
+    h.update(str(int(category)).encode())
+    return h.hexdigest()
 
 
 class HiResCam(PosthocCam):

@@ -168,3 +168,86 @@ def test_a_stopped_from_run_evaluation_resumes_where_it_stopped(gradcam_run, tmp
     assert all(a[k] == b[k] for k in ("cls_error", "f1_pos", "f1_neg", "pxap"))
     assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
     assert not (run_dir / "eval_cache").exists()
+
+
+def test_score_cam_keeps_each_images_weights_and_reads_them_back(tmp_path):
+    """The kept channel weights give the same maps with two forwards an image instead of
+    2 + channels; weights kept under another fingerprint are not read."""
+    torch.manual_seed(0)
+    method = ScoreCam(num_classes=3, backbone="test_resnet", output_stride=16).eval()
+    with torch.no_grad():
+        method.fc.weight.copy_(torch.randn(3, method.fc.in_features) * 5)
+    x = torch.randn(2, 3, 32, 32)
+    seen = []  # images through the trunk
+    method.trunk.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
+    with torch.no_grad():
+        plain = method.predict(x)
+    channels = method.fc.in_features
+    assert sum(seen) == 2 + 2 + 2 * channels  # logits, activations, one masked input per channel
+
+    def predict_with(folder, fingerprint):
+        seen.clear()
+        method.keep_progress_in(folder, fingerprint)
+        with torch.no_grad():
+            return method.predict(x)
+
+    first = predict_with(tmp_path / "p", "weights-A")
+    assert torch.equal(first.maps, plain.maps) and sum(seen) == 2 + 2 + 2 * channels
+    assert len(list((tmp_path / "p" / "arrays").glob("*.npy"))) == 2  # one per image
+    again = predict_with(tmp_path / "p", "weights-A")
+    assert torch.equal(again.maps, plain.maps) and sum(seen) == 4  # no masked forward
+    other = predict_with(tmp_path / "p", "weights-B")  # other weights: the kept ones are dropped
+    assert torch.equal(other.maps, plain.maps) and sum(seen) == 2 + 2 + 2 * channels
+    seen.clear()
+    with torch.no_grad():  # another image is another key
+        method.predict(x.flip(-1))
+    assert sum(seen) == 2 + 2 + 2 * channels
+    method.keep_progress_in(None, "")  # after the evaluation: nothing kept, nothing read
+    seen.clear()
+    with torch.no_grad():
+        method.predict(x)
+    assert sum(seen) == 2 + 2 + 2 * channels
+
+
+def test_a_stopped_score_cam_evaluation_resumes_in_a_fresh_clone(gradcam_run, tmp_path, monkeypatch):
+    """The map cache is git-ignored; the kept Score-CAM weights (eval_progress) are not. With only
+    what a commit carries, the same command computes the weights of the images left only, and
+    scores exactly what an unbroken evaluation scores."""
+    import pytorch_grad_cam
+
+    from wslbench.train import trainer as trainer_module
+
+    monkeypatch.setitem(trainer_module._STOP, "requested", False)
+    weighed, real = [], pytorch_grad_cam.ScoreCAM.get_cam_weights
+
+    def get_cam_weights(self, input_tensor, *args, stop_after=None):
+        weighed.append(input_tensor.shape[0])
+        if stop_after is not None and len(weighed) == stop_after:
+            trainer_module._STOP["requested"] = True  # what the SIGTERM handler does
+        return real(self, input_tensor, *args)
+
+    one = ["--set", "data.eval_batch_size=1"]
+    monkeypatch.setattr(pytorch_grad_cam.ScoreCAM, "get_cam_weights", get_cam_weights)
+    assert _from(gradcam_run, tmp_path / "straight", "scorecam", "synthetic", *one).exit_code == 0
+    assert len(weighed) == 12
+    weighed.clear()
+    monkeypatch.setattr(pytorch_grad_cam.ScoreCAM, "get_cam_weights",
+                        lambda self, x, *args: get_cam_weights(self, x, *args, stop_after=4))
+    r = _from(gradcam_run, tmp_path / "broken", "scorecam", "synthetic", *one)
+    run_dir = tmp_path / "broken" / "synthetic" / "scorecam" / "seed3"
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    status = json.loads((run_dir / "status.json").read_text())
+    assert (status["state"], status["maps_kept"], status["progress_kept"]) == ("interrupted", 4, 4)
+    assert len(list((run_dir / "eval_progress" / "arrays").glob("*.npy"))) == 4
+    shutil.rmtree(run_dir / "eval_cache")  # what a fresh clone of the committed records lacks
+    trainer_module._STOP["requested"] = False
+    weighed.clear()
+    monkeypatch.setattr(pytorch_grad_cam.ScoreCAM, "get_cam_weights", get_cam_weights)
+    assert _from(gradcam_run, tmp_path / "broken", "scorecam", "synthetic", *one).exit_code == 0
+    assert len(weighed) == 12 - 4
+    a, b = (json.loads((d / "synthetic" / "scorecam" / "seed3" / "eval.json").read_text())
+            for d in (tmp_path / "straight", tmp_path / "broken"))
+    assert all(a[k] == b[k] for k in ("cls_error", "f1_pos", "f1_neg", "pxap"))
+    assert (tmp_path / "straight" / "synthetic" / "scorecam" / "seed3" / "per_image.csv").read_bytes() == \
+        (run_dir / "per_image.csv").read_bytes()
+    assert not (run_dir / "eval_progress").exists() and not (run_dir / "eval_cache").exists()

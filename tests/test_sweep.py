@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -83,42 +84,45 @@ def test_sweep_evaluates_posthoc_rows_once_their_source_finished(tmp_path):
     assert "0 ran, 2 already finished" in CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)]).output
 
 
-def test_sweep_stopped_in_a_posthoc_evaluation_says_what_it_kept_and_predicts_the_rest(tmp_path, monkeypatch):
-    """The production case: Score-CAM's evaluation outlives a session. A signal during a post-hoc
-    job's test evaluation stops the sweep; ``--dry-run`` and the next sweep say how many test maps
-    are kept, and the next sweep predicts only the other images."""
-    from baselines.posthoc import PosthocCam
+def test_sweep_stopped_in_score_cam_resumes_in_a_fresh_clone_and_says_what_it_kept(tmp_path, monkeypatch):
+    """The production case: Score-CAM's evaluation outlives a session. A signal during its test
+    evaluation stops the sweep; in a fresh clone (no git-ignored map cache, the committed
+    eval_progress only) ``--dry-run`` and the next sweep say how many test images are kept, and
+    the next sweep computes Score-CAM weights for the other images only."""
+    import pytorch_grad_cam
+
     from wslbench.train import trainer as trainer_module
 
     spec = tmp_path / "posthoc.yaml"
     spec.write_text(yaml.safe_dump({"experiment": "exp", "methods": ["gradcam"], "datasets": ["synthetic"], "seeds": [0],
                                     "set": [*TINY, "data.eval_batch_size=1"],
-                                    "posthoc": {"from": "gradcam", "methods": ["layercam"]}}))
+                                    "posthoc": {"from": "gradcam", "methods": ["scorecam"]}}))
     out = tmp_path / "runs"
     monkeypatch.setitem(trainer_module._STOP, "requested", False)
-    calls, real = [], PosthocCam.predict
+    weighed, real = [], pytorch_grad_cam.ScoreCAM.get_cam_weights
 
-    def predict(self, images):
-        calls.append(images.shape[0])
-        if len(calls) == 3 and stop:
+    def get_cam_weights(self, input_tensor, *args):
+        weighed.append(input_tensor.shape[0])
+        if len(weighed) == 3 and stop:
             trainer_module._STOP["requested"] = True  # what the SIGTERM handler does
-        return real(self, images)
+        return real(self, input_tensor, *args)
 
-    monkeypatch.setattr(PosthocCam, "predict", predict)
+    monkeypatch.setattr(pytorch_grad_cam.ScoreCAM, "get_cam_weights", get_cam_weights)
     stop = True
     res = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)])
-    run_dir = out / "exp" / "synthetic" / "layercam" / "seed0"
-    assert res.exit_code == 2 and "sweep stopped by a signal during exp/synthetic/layercam/seed0" in res.output, res.output
+    run_dir = out / "exp" / "synthetic" / "scorecam" / "seed0"
+    assert res.exit_code == 2 and "sweep stopped by a signal during exp/synthetic/scorecam/seed0" in res.output, res.output
     assert json.loads((run_dir / "status.json").read_text())["state"] == "interrupted"
     trainer_module._STOP["requested"] = False
+    shutil.rmtree(run_dir / "eval_cache")  # git-ignored: a clone of the committed records has eval_progress only
     dry = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out), "--dry-run"])
-    assert "layercam/seed0: would evaluate the classifier of" in dry.output
-    assert "(3 test maps kept from a stopped evaluation)" in dry.output and "1 planned" in dry.output
-    stop, calls[:] = False, []
+    assert "scorecam/seed0: would evaluate the classifier of" in dry.output
+    assert "(3 test images kept from a stopped evaluation)" in dry.output and "1 planned" in dry.output
+    stop, weighed[:] = False, []
     res = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)])
-    assert res.exit_code == 0 and "layercam/seed0: resuming (3 test maps kept" in res.output, res.output
-    assert len(calls) == 8 - 3 and json.loads((run_dir / "status.json").read_text())["state"] == "finished"
-    assert not (run_dir / "eval_cache").exists()
+    assert res.exit_code == 0 and "scorecam/seed0: resuming (3 test images kept" in res.output, res.output
+    assert len(weighed) == 8 - 3 and json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+    assert not (run_dir / "eval_cache").exists() and not (run_dir / "eval_progress").exists()
 
 
 def test_paper_protocol_has_every_method_dataset_and_the_no_erasing_variant():

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from conftest import tiny_config
 from wslbench.io import read_jsonl
@@ -76,6 +77,7 @@ def test_run_directory_contents(tmp_path):
         assert (d / name).is_file(), name
     env = json.loads((d / "env.json").read_text())
     assert {"git_commit", "torch", "timm", "device", "amp_reason", "channels_last_reason"} <= set(env)
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()  # e.g. AVX2, AVX512
     assert env["amp_dtype"] in ("bf16", "fp32") and isinstance(env["channels_last"], bool)
     assert env["amp"] == "float32"  # the CPU runs without autocast: env.json says so
     ev = json.loads((d / "eval.json").read_text())

@@ -42,11 +42,12 @@ class ImagePrediction:
     image: np.ndarray | None  # (H, W, 3) uint8, as the model saw it (for CRF and figures)
 
 
-class MapCache:
-    """The maps of an evaluation that has not finished, one file per image, so that a stopped
-    evaluation resumes where it stopped (Score-CAM predicts one image in minutes on a CPU).
-    The folder holds maps of one ``fingerprint`` (weights, data and evaluation settings): one made
-    under another is emptied first. The evaluation removes the folder once eval.json is written."""
+class FingerprintedFolder:
+    """Files valid for one ``fingerprint`` (weights, data and evaluation settings): a folder made
+    under another fingerprint is emptied first. Subclasses say what the files hold."""
+
+    #: the sub-folder of the entries, which ``len`` counts
+    entries: str = "entries"
 
     def __init__(self, folder: str | Path, fingerprint: str):
         self.folder = Path(folder)
@@ -55,6 +56,22 @@ class MapCache:
             shutil.rmtree(self.folder)
         if not key.is_file():
             atomic_write_text(key, fingerprint)
+
+    def __len__(self) -> int:
+        return entries_in(self.folder, self.entries)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class MapCache(FingerprintedFolder):
+    """The maps of an evaluation that has not finished, one file per image, so that a stopped
+    evaluation resumes where it stopped. The evaluation removes the folder once eval.json is
+    written. Full-resolution float maps are large (about 1.6 MB a GlaS image): the folder stays
+    out of git, so it serves a resume on the same machine; a method whose maps take hours keeps
+    what survives a fresh clone in an ArrayMemo (Method.keep_progress_in)."""
+
+    entries = "maps"
 
     def _path(self, image_id: str) -> Path:
         return self.folder / "maps" / f"{image_id}.npz"
@@ -75,17 +92,35 @@ class MapCache:
         atomic_save(self._path(image_id), lambda buf: np.savez(
             buf, prob=prob.astype(np.float32), pred_label=np.int64(-1 if pred_label is None else pred_label)))
 
-    def __len__(self) -> int:
-        return maps_in(self.folder)
 
-    def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+class ArrayMemo(FingerprintedFolder):
+    """Small arrays keyed by a string (a hash of the input), one .npy file each: the exact
+    intermediate results of an expensive map method (Score-CAM's channel weights, a few KB an
+    image), small enough to commit with a run's records so that a fresh clone resumes."""
+
+    entries = "arrays"
+
+    def _path(self, key: str) -> Path:
+        return self.folder / "arrays" / f"{key}.npy"
+
+    def get(self, key: str) -> np.ndarray | None:
+        """The array stored under ``key``, else None (also for a torn file)."""
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None
+
+    def put(self, key: str, array: np.ndarray) -> None:
+        atomic_save(self._path(key), lambda buf: np.save(buf, np.asarray(array), allow_pickle=False))
 
 
-def maps_in(folder: str | Path) -> int:
-    """How many maps a MapCache folder holds (0 when there is none), read without opening it."""
-    maps = Path(folder) / "maps"
-    return sum(1 for _ in maps.rglob("*.npz")) if maps.is_dir() else 0
+def entries_in(folder: str | Path, entries: str = MapCache.entries) -> int:
+    """How many entries a FingerprintedFolder holds (0 when there is none), read without opening it."""
+    where = Path(folder) / entries
+    return sum(1 for p in where.rglob("*") if p.is_file() and not p.name.endswith(".tmp")) if where.is_dir() else 0
 
 
 def map_fingerprint(method, settings: dict) -> str:
@@ -337,4 +372,4 @@ def write_threshold_curves(path: Path, table: dict[str, np.ndarray]) -> None:
 
 
 __all__ = ["evaluate", "score_predictions", "predict_dataset", "classification_only", "atomic_save", "MapCache",
-           "map_fingerprint"]
+           "ArrayMemo", "map_fingerprint", "entries_in"]

@@ -213,10 +213,10 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
               echo=print) -> dict:
     """Run (or list, with ``dry_run``) this shard's jobs; returns counts per outcome."""
     from wslbench.errors import RunInterrupted
-    from wslbench.evaluate import maps_in
+    from wslbench.evaluate import ArrayMemo, entries_in
     from wslbench.train import run
     from wslbench.train.from_run import evaluate_from_run
-    from wslbench.train.trainer import EVAL_CACHE, stop_on_signals, stop_requested
+    from wslbench.train.trainer import EVAL_CACHE, EVAL_PROGRESS, stop_on_signals, stop_requested
 
     spec = load_spec(path)
     out = out or spec.get("out") or "results/runs"
@@ -245,8 +245,9 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
             state = job_state(run_dir)
             prefix = f"[{k}/{len(jobs)}] {job.name}"
             elsewhere = done.get(cell_of(cfg, out)) if state == "new" else None
-            kept = maps_in(run_dir / EVAL_CACHE)  # maps of a stopped test evaluation
-            kept_text = f" ({kept} test maps kept from a stopped evaluation)" if kept else ""
+            # a stopped test evaluation's maps (this machine) or exact intermediate results (committed)
+            kept = max(entries_in(run_dir / EVAL_CACHE), entries_in(run_dir / EVAL_PROGRESS, ArrayMemo.entries))
+            kept_text = f" ({kept} test images kept from a stopped evaluation)" if kept else ""
             if state == "finished" or elsewhere is not None:
                 counts["finished"] += 1
                 echo(f"{prefix}: finished{f' at {elsewhere}' if elsewhere else ''}, skipped")
@@ -257,7 +258,7 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
                         else f"{'resume' if state == 'resume' else 'run'}  {' '.join(job.overrides)}")
                 echo(f"{prefix}: would {what}{kept_text}")
                 continue
-            resuming = state == "resume" or (run_dir / EVAL_CACHE).is_dir()  # or a stopped evaluation's maps
+            resuming = state == "resume" or kept > 0  # or a stopped evaluation's images
             echo(f"{prefix}: {'resuming' if resuming else 'running'}{kept_text}")
             try:
                 if job.source is not None:

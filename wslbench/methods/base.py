@@ -8,6 +8,7 @@ itself on intermediate losses before returning. Evaluation only ever calls ``pre
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -67,6 +68,12 @@ class Method(nn.Module):
     # --- inference ------------------------------------------------------------------------
     def predict(self, images: torch.Tensor) -> Prediction:
         raise NotImplementedError
+
+    def keep_progress_in(self, folder: Path | None, fingerprint: str) -> None:
+        """Called before the test evaluation (``folder`` None after it): a method whose maps take
+        hours (Score-CAM) keeps small, exact intermediate results in ``folder``, valid for
+        ``fingerprint``, so that a stopped evaluation resumes after a fresh clone of committed
+        records (the map cache is too large to commit). Default: nothing to keep."""
 
     def param_groups(self) -> list[dict]:
         """Parameter groups for the optimiser (override to give heads another lr)."""

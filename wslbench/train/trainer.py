@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 from wslbench.config import LOADER_KEYS, RunConfig, data_root, dataset_options, from_dict
 from wslbench.errors import ConfigError, RunInterrupted, TrainingDiverged, WslbenchError
 from wslbench.curves import CURVE_INTERVAL
-from wslbench.evaluate import MapCache, autocast_for, evaluate, map_fingerprint
+from wslbench.evaluate import ArrayMemo, MapCache, autocast_for, entries_in, evaluate, map_fingerprint
 from wslbench.io import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml, finished_result, read_jsonl
 from wslbench.protocols import Protocol
 from wslbench.registry import create_dataset, create_method
@@ -74,6 +75,9 @@ def environment_info(device: torch.device) -> dict:
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
+        # the CPU kernels torch picked (AVX2, AVX512...): fp32 training on another one is not
+        # bitwise the same, so a run repeated on another machine may differ from its record
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "hostname": socket.gethostname(),
         "argv": sys.argv,
     }
@@ -96,6 +100,9 @@ _BAD_STATE = (KeyError, TypeError, ValueError, RuntimeError)
 
 #: the folder (in a run) of a stopped evaluation's maps, gone once eval.json is written
 EVAL_CACHE = "eval_cache"
+#: a stopped test evaluation's small exact intermediate results (Method.keep_progress_in): unlike
+#: eval_cache it is not git-ignored, so a committed run folder resumes in a fresh clone
+EVAL_PROGRESS = "eval_progress"
 
 # One flag per process: a signal asks every run of this process (and a sweep) to stop.
 _STOP = {"requested": False}
@@ -521,7 +528,9 @@ class Trainer:
         tau, protocol_info = self.protocol.threshold(self.method, self.val_set, self.device, self.amp, self.channels_last)
         info.update(protocol_info)
         info.update(extra or {})
-        cache = self._map_cache(test_set.split)
+        key = self._map_fingerprint(test_set.split)
+        cache = MapCache(self.run_dir / EVAL_CACHE, key)
+        self.method.keep_progress_in(self.run_dir / EVAL_PROGRESS, key)
         try:
             result = evaluate(
                 self.method,
@@ -543,22 +552,26 @@ class Trainer:
                 should_stop=stop_requested,
             )
         except RunInterrupted:
-            self._status("interrupted", evaluating=test_set.split, maps_kept=len(cache))
+            self._status("interrupted", evaluating=test_set.split, maps_kept=len(cache),
+                         progress_kept=entries_in(self.run_dir / EVAL_PROGRESS, ArrayMemo.entries))
             raise
+        finally:
+            self.method.keep_progress_in(None, "")
+        shutil.rmtree(self.run_dir / EVAL_PROGRESS, ignore_errors=True)  # eval.json is written
         if self.dist.is_main and ev.get("figures", True):
             from wslbench.figures import run_pr_figure
 
             run_pr_figure(self.run_dir)
         return result
 
-    def _map_cache(self, split: str) -> MapCache:
-        """Where a stopped evaluation's maps wait for the resumed one: valid for these weights,
-        data options and evaluation options (not the loader's, the CRF's or the figures')."""
-        return MapCache(self.run_dir / EVAL_CACHE, map_fingerprint(self.method, {
+    def _map_fingerprint(self, split: str) -> str:
+        """What a stopped evaluation's maps (and progress) are valid for: these weights, data
+        options and evaluation options (not the loader's, the CRF's or the figures')."""
+        return map_fingerprint(self.method, {
             "method": self.cfg.method, "dataset": self.cfg.dataset, "split": split,
             "data": {k: v for k, v in self.cfg.data.items() if k not in LOADER_KEYS}, "model": self.cfg.model,
             "eval": {k: v for k, v in self.cfg.eval.items() if k not in ("crf", "crf_params", "figures", "save_masks")},
-            "amp": self.amp, "channels_last": self.channels_last}))
+            "amp": self.amp, "channels_last": self.channels_last})
 
 
 def evaluate_run(run_dir: str | Path, crf: bool | None = None, device: str | None = None, checkpoint: str = BEST) -> dict:

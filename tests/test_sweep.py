@@ -82,6 +82,18 @@ def test_sweep_evaluates_posthoc_rows_once_their_source_finished(tmp_path):
     ev = json.loads((out / "exp" / "synthetic" / "layercam" / "seed0" / "eval.json").read_text())
     assert ev["from_run"] == str(source) and ev["epochs_run"] == 0  # the path as the sweep's --out names it
     assert "0 ran, 2 already finished" in CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)]).output
+    # a clone of committed records has no checkpoints: a finished post-hoc row needs none, and a
+    # post-hoc job whose source lost its classifier fails alone, with a message that says why
+    (source / "best.pt").unlink()
+    again = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)])
+    assert again.exit_code == 0 and "0 ran, 2 already finished" in again.output, again.output
+    shutil.rmtree(out / "exp" / "synthetic" / "layercam" / "seed0")
+    dry = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out), "--dry-run"])
+    assert "layercam/seed0: would evaluate the classifier of" in dry.output and "its source has no best.pt" in dry.output
+    failed = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)])
+    assert failed.exit_code != 0 and "Traceback" not in failed.output, failed.output
+    assert "layercam/seed0: FAILED: --from" in failed.output and "committed without their checkpoints" in failed.output
+    assert "1 failed" in failed.output
 
 
 def test_sweep_stopped_in_score_cam_resumes_in_a_fresh_clone_and_says_what_it_kept(tmp_path, monkeypatch):

@@ -199,7 +199,8 @@ def posthoc_config(job: Job, cfg, sources: dict, done: dict, out: str | Path):
         source_dir = done.get(cell_of(source_cfg, out))
         if source_dir is None:
             return None
-    return config_from_source(cfg, source_dir, source_config(source_dir, job.method, job.dataset), seed_given=True)
+    return config_from_source(cfg, source_dir, source_config(source_dir, job.method, job.dataset, need_checkpoint=False),
+                              seed_given=True)
 
 
 def load_spec(path: str | Path) -> dict:
@@ -216,6 +217,7 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
     from wslbench.evaluate import ArrayMemo, entries_in
     from wslbench.train import run
     from wslbench.train.from_run import evaluate_from_run
+    from wslbench.train.checkpoint import BEST
     from wslbench.train.trainer import EVAL_CACHE, EVAL_PROGRESS, stop_on_signals, stop_requested
 
     spec = load_spec(path)
@@ -236,7 +238,13 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
     with nullcontext() if dry_run else stop_on_signals("stopping the sweep after the current job"):
         for k, (job, cfg) in enumerate(zip(jobs, configs), 1):
             if job.source is not None:
-                cfg = posthoc_config(job, cfg, sources, done, out)
+                try:
+                    cfg = posthoc_config(job, cfg, sources, done, out)
+                except WslbenchError as exc:  # e.g. a source run whose checkpoint is not there: the other jobs go on
+                    counts["failed"] += 1
+                    failures.append(f"{job.name}: {exc}")
+                    echo(f"[{k}/{len(jobs)}] {job.name}: FAILED: {exc}")
+                    continue
                 if cfg is None:
                     counts["waiting"] += 1
                     echo(f"[{k}/{len(jobs)}] {job.name}: waiting for {job.dataset}/{job.source}/seed{job.seed} to finish, skipped")
@@ -256,6 +264,8 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
                 counts["planned"] += 1
                 what = (f"evaluate the classifier of {cfg.eval['from_run']}" if job.source is not None
                         else f"{'resume' if state == 'resume' else 'run'}  {' '.join(job.overrides)}")
+                if job.source is not None and not (Path(cfg.eval["from_run"]) / BEST).is_file():
+                    what += " (its source has no best.pt: this job will fail)"
                 echo(f"{prefix}: would {what}{kept_text}")
                 continue
             resuming = state == "resume" or kept > 0  # or a stopped evaluation's images

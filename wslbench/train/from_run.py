@@ -27,9 +27,19 @@ from wslbench.train.lock import RunLock
 ARCHITECTURE_KEYS = ("backbone", "output_stride")
 
 
-def source_config(source: str | Path, method: str, dataset: str) -> dict:
+def require_checkpoint(source: Path) -> None:
+    """A clear refusal when the source's classifier weights are not on disk."""
+    if not (source / BEST).is_file():
+        raise ConfigError(f"--from {source}: no {BEST} checkpoint (run records are committed without their "
+                          "checkpoints; this classifier must be trained again, e.g. by removing the run folder "
+                          "and running the sweep or the run's command)")
+
+
+def source_config(source: str | Path, method: str, dataset: str, need_checkpoint: bool = True) -> dict:
     """The source run's config.yaml after checking that ``method`` may evaluate it on
-    ``dataset``; every refusal is one ConfigError naming what is wrong."""
+    ``dataset``; every refusal is one ConfigError naming what is wrong. A sweep plans its
+    post-hoc jobs without the checkpoint (``need_checkpoint=False``): a finished post-hoc row
+    needs only its record, and evaluate_from_run checks the weights before it reads them."""
     source = Path(source)
     method_cls = method_entry(method).obj
     if not getattr(method_cls, "evaluates_from_run", False):
@@ -51,8 +61,8 @@ def source_config(source: str | Path, method: str, dataset: str) -> dict:
     if not method_cls.compatible_source(src_cls):
         raise ConfigError(f"--from {source}: {method!r} needs a GAP + linear classifier (gradcam, a post-hoc "
                           f"method, cam-avg, has, adl or cutmix), not a {src_method!r} run")
-    if not (source / BEST).is_file():
-        raise ConfigError(f"--from {source}: no {BEST} checkpoint")
+    if need_checkpoint:
+        require_checkpoint(source)
     return src
 
 
@@ -81,6 +91,7 @@ def evaluate_from_run(cfg: RunConfig, run_dir: str | Path) -> dict:
     if finished_result(run_dir) is not None:
         raise WslbenchError(f"{run_dir} already holds a finished run (eval.json); it is never overwritten. "
                             "Use another --out or --set tag=NAME, or delete the folder.")
+    require_checkpoint(source)
     src = yaml_load((source / "config.yaml").read_text())
     trainer = Trainer(cfg, run_dir)
     ck = load_checkpoint(source / BEST, map_location=trainer.device)

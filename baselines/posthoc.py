@@ -111,7 +111,7 @@ class ScoreCam(PosthocCam):
     """Score-CAM (Wang et al. 2020) on a GAP + linear classifier, via the grad-cam package.
 
     Its channel weights cost one forward per trunk channel (1280 for lite0: minutes an image on a
-    CPU, hours a test set); they are all the map needs besides one forward. During a test
+    CPU, hours a test set); they are all the map needs besides two forwards. During a test
     evaluation each image's weights are kept in the run's progress folder (a few KB an image,
     committed with the records), so a stopped evaluation resumes in a fresh clone."""
 

@@ -116,10 +116,8 @@ class ScoreCam(PosthocCam):
     committed with the records), so a stopped evaluation resumes in a fresh clone."""
 
     cam_class = "ScoreCAM"
-
-    def __init__(self, num_classes: int, **config):
-        super().__init__(num_classes, **config)
-        self._memo = None
+    #: where the weights are kept during a test evaluation (keep_progress_in); None otherwise
+    _memo = None
 
     def keep_progress_in(self, folder, fingerprint: str) -> None:
         from wslbench.evaluate import ArrayMemo

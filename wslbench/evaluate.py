@@ -46,7 +46,7 @@ class FingerprintedFolder:
     """Files valid for one ``fingerprint`` (weights, data and evaluation settings): a folder made
     under another fingerprint is emptied first. Subclasses say what the files hold."""
 
-    #: the sub-folder of the entries, which ``len`` counts
+    #: the sub-folder of the entries, which ``len`` and ``kept_in`` count
     entries: str = "entries"
 
     def __init__(self, folder: str | Path, fingerprint: str):
@@ -58,7 +58,14 @@ class FingerprintedFolder:
             atomic_write_text(key, fingerprint)
 
     def __len__(self) -> int:
-        return entries_in(self.folder, self.entries)
+        return self.kept_in(self.folder)
+
+    @classmethod
+    def kept_in(cls, folder: str | Path) -> int:
+        """How many entries such a folder holds (0 when there is none), read without opening it
+        and without the fingerprint check (the sweep's dry run only counts)."""
+        where = Path(folder) / cls.entries
+        return sum(1 for p in where.rglob("*") if p.is_file() and not p.name.endswith(".tmp")) if where.is_dir() else 0
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -74,7 +81,7 @@ class MapCache(FingerprintedFolder):
     entries = "maps"
 
     def _path(self, image_id: str) -> Path:
-        return self.folder / "maps" / f"{image_id}.npz"
+        return self.folder / self.entries / f"{image_id}.npz"
 
     def get(self, image_id: str) -> tuple[np.ndarray, int | None] | None:
         """(map, predicted label) of an image predicted before, else None (also for a torn file)."""
@@ -101,7 +108,7 @@ class ArrayMemo(FingerprintedFolder):
     entries = "arrays"
 
     def _path(self, key: str) -> Path:
-        return self.folder / "arrays" / f"{key}.npy"
+        return self.folder / self.entries / f"{key}.npy"
 
     def get(self, key: str) -> np.ndarray | None:
         """The array stored under ``key``, else None (also for a torn file)."""
@@ -115,12 +122,6 @@ class ArrayMemo(FingerprintedFolder):
 
     def put(self, key: str, array: np.ndarray) -> None:
         atomic_save(self._path(key), lambda buf: np.save(buf, np.asarray(array), allow_pickle=False))
-
-
-def entries_in(folder: str | Path, entries: str = MapCache.entries) -> int:
-    """How many entries a FingerprintedFolder holds (0 when there is none), read without opening it."""
-    where = Path(folder) / entries
-    return sum(1 for p in where.rglob("*") if p.is_file() and not p.name.endswith(".tmp")) if where.is_dir() else 0
 
 
 def map_fingerprint(method, settings: dict) -> str:
@@ -372,4 +373,4 @@ def write_threshold_curves(path: Path, table: dict[str, np.ndarray]) -> None:
 
 
 __all__ = ["evaluate", "score_predictions", "predict_dataset", "classification_only", "atomic_save", "MapCache",
-           "ArrayMemo", "map_fingerprint", "entries_in"]
+           "ArrayMemo", "map_fingerprint"]

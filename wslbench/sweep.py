@@ -214,7 +214,7 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
               echo=print) -> dict:
     """Run (or list, with ``dry_run``) this shard's jobs; returns counts per outcome."""
     from wslbench.errors import RunInterrupted
-    from wslbench.evaluate import ArrayMemo, entries_in
+    from wslbench.evaluate import ArrayMemo, MapCache
     from wslbench.train import run
     from wslbench.train.from_run import evaluate_from_run
     from wslbench.train.checkpoint import BEST
@@ -237,24 +237,28 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
     # runs install their own handler, this one covers the gaps
     with nullcontext() if dry_run else stop_on_signals("stopping the sweep after the current job"):
         for k, (job, cfg) in enumerate(zip(jobs, configs), 1):
+            prefix = f"[{k}/{len(jobs)}] {job.name}"
+
+            def failed(exc: WslbenchError) -> None:
+                counts["failed"] += 1
+                failures.append(f"{job.name}: {exc}")
+                echo(f"{prefix}: FAILED: {exc}")
+
             if job.source is not None:
                 try:
                     cfg = posthoc_config(job, cfg, sources, done, out)
                 except WslbenchError as exc:  # e.g. a source run whose checkpoint is not there: the other jobs go on
-                    counts["failed"] += 1
-                    failures.append(f"{job.name}: {exc}")
-                    echo(f"[{k}/{len(jobs)}] {job.name}: FAILED: {exc}")
+                    failed(exc)
                     continue
                 if cfg is None:
                     counts["waiting"] += 1
-                    echo(f"[{k}/{len(jobs)}] {job.name}: waiting for {job.dataset}/{job.source}/seed{job.seed} to finish, skipped")
+                    echo(f"{prefix}: waiting for {job.dataset}/{job.source}/seed{job.seed} to finish, skipped")
                     continue
             run_dir = cfg.run_dir(out)
             state = job_state(run_dir)
-            prefix = f"[{k}/{len(jobs)}] {job.name}"
             elsewhere = done.get(cell_of(cfg, out)) if state == "new" else None
             # a stopped test evaluation's maps (this machine) or exact intermediate results (committed)
-            kept = max(entries_in(run_dir / EVAL_CACHE), entries_in(run_dir / EVAL_PROGRESS, ArrayMemo.entries))
+            kept = max(MapCache.kept_in(run_dir / EVAL_CACHE), ArrayMemo.kept_in(run_dir / EVAL_PROGRESS))
             kept_text = f" ({kept} test images kept from a stopped evaluation)" if kept else ""
             if state == "finished" or elsewhere is not None:
                 counts["finished"] += 1
@@ -280,9 +284,7 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
                 raise RunInterrupted(f"sweep stopped by a signal during {job.name}; run the same command again to "
                                      "continue (finished runs are skipped, an interrupted one resumes)") from exc
             except WslbenchError as exc:
-                counts["failed"] += 1
-                failures.append(f"{job.name}: {exc}")
-                echo(f"{prefix}: FAILED: {exc}")
+                failed(exc)
             if stop_requested():
                 raise RunInterrupted(f"sweep stopped by a signal after {job.name}; run the same command again to continue")
     counts["failures"] = failures

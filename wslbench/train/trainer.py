@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from wslbench.config import LOADER_KEYS, RunConfig, data_root, dataset_options, from_dict
 from wslbench.errors import ConfigError, RunInterrupted, TrainingDiverged, WslbenchError
 from wslbench.curves import CURVE_INTERVAL
-from wslbench.evaluate import ArrayMemo, MapCache, autocast_for, entries_in, evaluate, map_fingerprint
+from wslbench.evaluate import ArrayMemo, MapCache, autocast_for, evaluate, map_fingerprint
 from wslbench.io import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml, finished_result, read_jsonl
 from wslbench.protocols import Protocol
 from wslbench.registry import create_dataset, create_method
@@ -553,7 +553,7 @@ class Trainer:
             )
         except RunInterrupted:
             self._status("interrupted", evaluating=test_set.split, maps_kept=len(cache),
-                         progress_kept=entries_in(self.run_dir / EVAL_PROGRESS, ArrayMemo.entries))
+                         progress_kept=ArrayMemo.kept_in(self.run_dir / EVAL_PROGRESS))
             raise
         finally:
             self.method.keep_progress_in(None, "")

@@ -1,11 +1,16 @@
 """The CPU/CUDA fast path: train.amp / train.channels_last resolve to what the hardware has, and
-say why (env.json)."""
+say why (env.json); train.keep_freed_memory stops the page faults of reallocated blocks."""
+import json
+import platform
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from wslbench.errors import ConfigError
 from wslbench.train import fastpath
-from wslbench.train.fastpath import cpu_flags, resolve
+from wslbench.train.fastpath import cpu_flags, keep_freed_memory, resolve
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 NATIVE, EMULATED = (True, "cpu has avx512_bf16"), (False, "cpu has no native bf16")
@@ -52,3 +57,45 @@ def test_bad_values_are_config_errors(value):
         resolve(CPU, value, "auto")
     with pytest.raises(ConfigError, match="train.channels_last"):
         resolve(CPU, False, value)
+
+
+#: in a fresh process: apply train.keep_freed_memory, then allocate and free a 64 MiB tensor (above
+#: glibc's largest default mmap threshold, 32 MiB) again and again, counting the minor page faults of
+#: each allocation (one per 4 KiB page touched for the first time since the kernel handed it out)
+REALLOCATE = """
+import json, resource, sys, torch
+from wslbench.train.fastpath import keep_freed_memory
+on, why = keep_freed_memory(json.loads(sys.argv[1]), torch.device("cpu"))
+faults = []
+for _ in range(12):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(1 << 24)  # 64 MiB, freed at once
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps({"on": on, "why": why, "faults": faults}))
+"""
+
+
+def reallocate(setting) -> dict:
+    out = subprocess.run([sys.executable, "-c", REALLOCATE, json.dumps(setting)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_keep_freed_memory_reuses_freed_blocks_instead_of_faulting_them_in_again():
+    off, on = reallocate(False), reallocate(True)
+    assert not off["on"] and "malloc left as is" in off["why"]
+    if platform.libc_ver()[0] != "glibc":  # nothing to set: it must say so, not pretend
+        assert not on["on"] and "not glibc" in on["why"]
+        return
+    pages = (64 << 20) // 4096
+    assert on["on"] and "mmap threshold 1024 MiB" in on["why"]
+    # glibc's default: every allocation maps fresh pages and faults each one in
+    assert all(f >= pages for f in off["faults"][-4:]), off["faults"]
+    # kept: once the heap has grown (a few rounds), the freed block is reused without a fault
+    assert sum(on["faults"][-4:]) < pages // 16, on["faults"]
+
+
+def test_keep_freed_memory_auto_is_for_cpu_devices_and_checks_its_value():
+    on, why = keep_freed_memory("auto", CUDA)
+    assert not on and "on cuda: malloc left as is" in why
+    with pytest.raises(ConfigError, match="train.keep_freed_memory must be auto, true or false"):
+        keep_freed_memory("fast", CPU)

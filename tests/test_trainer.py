@@ -1,5 +1,6 @@
 """The one trainer: same seed -> same numbers; a resumed run ends where an uninterrupted one does."""
 import json
+import platform
 
 import pytest
 import torch
@@ -80,6 +81,8 @@ def test_run_directory_contents(tmp_path):
     assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()  # e.g. AVX2, AVX512
     assert env["amp_dtype"] in ("bf16", "fp32") and isinstance(env["channels_last"], bool)
     assert env["amp"] == "float32"  # the CPU runs without autocast: env.json says so
+    assert env["keep_freed_memory"] is (platform.libc_ver()[0] == "glibc")  # auto: on a CPU with glibc
+    assert "train.keep_freed_memory=auto on cpu" in env["keep_freed_memory_reason"]
     ev = json.loads((d / "eval.json").read_text())
     assert 0 <= ev["cls_error"] <= 100 and 0 <= ev["f1_pos"] <= 1 and 0 <= ev["f1_neg"] <= 1
     assert ev["n_images"] == 12 and len(list((d / "masks").glob("*.png"))) == 12

@@ -68,6 +68,9 @@ class TrainConfig:
     # amp: bf16 autocast; auto = on CUDA, and on a CPU with native bf16 only if CPU_AUTO_BF16.
     amp: bool | Literal["auto"] = "auto"
     channels_last: bool | Literal["auto"] = "auto"  # auto = on CUDA and on CPU (measured faster there)
+    # glibc malloc keeps freed blocks up to 1 GiB for reuse instead of unmapping them; auto = on a
+    # CPU device. Speed and memory held only, never results.
+    keep_freed_memory: bool | Literal["auto"] = "auto"
     num_threads: PositiveInt | None = None  # torch.set_num_threads for the run; None: torch's default (all cores)
     sync_batchnorm: bool = False  # under torchrun on CUDA
     progress: bool = True  # tqdm bar per epoch

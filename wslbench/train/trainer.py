@@ -32,6 +32,7 @@ from wslbench.io import append_jsonl, atomic_write_json, atomic_write_text, atom
 from wslbench.protocols import Protocol
 from wslbench.registry import create_dataset, create_method
 from wslbench.train.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from wslbench.train.fastpath import keep_freed_memory
 from wslbench.train.fastpath import resolve as resolve_fastpath
 from wslbench.train.distributed import DistInfo, all_reduce_gradients, init_from_env, reduce_sum
 from wslbench.train.lock import RunLock
@@ -157,6 +158,7 @@ class Trainer:
         self.fastpath = resolve_fastpath(self.device, cfg.train.amp, cfg.train.channels_last)
         self.channels_last = self.fastpath.channels_last
         self.amp = self.fastpath.amp
+        self.keep_freed_memory = keep_freed_memory(cfg.train.keep_freed_memory, self.device)  # (on?, why)
         set_deterministic(cfg.train.deterministic)
         self._build()
 
@@ -249,7 +251,9 @@ class Trainer:
         # amp: the dtype the forward passes actually ran in (the paper's runs are fp32), from the
         # trainer's effective self.amp; fastpath.env() says why (amp_dtype/amp_reason, channels_last)
         amp = "bfloat16" if self.amp else "float32"
+        kept, why = self.keep_freed_memory
         atomic_write_json(self.run_dir / "env.json", {**environment_info(self.device), **self.fastpath.env(),
+                                                      "keep_freed_memory": kept, "keep_freed_memory_reason": why,
                                                       "world_size": self.dist.world_size, "amp": amp})
 
     def _status(self, state: str, **extra) -> None:

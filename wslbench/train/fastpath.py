@@ -41,7 +41,7 @@ CPU_AUTO_CHANNELS_LAST = True
 #: threshold (dynamic, 32 MiB at most on 64-bit) back to the kernel, and the next allocation pays a
 #: page fault per 4 KiB to get it again: a lite0 forward at 544x800, batch 16 (one Score-CAM batch
 #: on a GlaS test image), spent half its CPU time in the kernel. Raising both thresholds keeps freed
-#: activations in the process for reuse: 2.6x faster there, the same bits (results/benchmarks.md).
+#: activations in the process for reuse: 1.87x faster there, the same bits (results/benchmarks.md).
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 #: blocks up to this size come from (and go back to) the process's own heap; larger ones (Score-CAM's
 #: 2-7 GB stacks of masked inputs) are still mapped and unmapped. mallopt takes an int.

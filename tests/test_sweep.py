@@ -46,6 +46,37 @@ def test_seed_major_order_gives_every_method_of_a_seed_first(tmp_path):
         expand({**spec, "order": "random"})
 
 
+def test_a_sweep_file_can_extend_another_and_append_overrides(tmp_path):
+    base = write_spec(tmp_path, experiment="base_exp", order="seeds")
+    child = tmp_path / "long.yaml"
+    child.write_text(yaml.safe_dump({"extends": "sweep.yaml", "experiment": "long_exp",
+                                     "methods": ["cam-avg", "all-ones"], "set": ["train.epochs=3"]}))
+    spec = load_spec(child)
+    assert spec["seeds"] == [0, 1] and spec["order"] == "seeds" and "extends" not in spec  # kept from the base
+    assert spec["set"] == TINY + ["train.epochs=3"]  # appended after the base's: the later value wins
+    jobs = expand(spec)
+    assert [j.name for j in jobs[:3]] == ["long_exp/synthetic/cam-avg/seed0", "long_exp/synthetic/all-ones/seed0",
+                                          "long_exp/synthetic/cam-max+big/seed0"]  # methods replaced, variants kept
+    from wslbench.sweep import job_config
+    assert job_config(jobs[0]).train.epochs == 3 and job_config(jobs[2]).train.epochs == 2
+    assert {j.name.split("/")[0] for j in expand(load_spec(base))} == {"base_exp"}
+
+
+def test_extending_sweep_files_refuse_a_shared_experiment_a_cycle_or_a_missing_base(tmp_path):
+    write_spec(tmp_path, experiment="base_exp")
+    same = tmp_path / "same.yaml"
+    same.write_text(yaml.safe_dump({"extends": "sweep.yaml", "set": ["train.epochs=3"]}))
+    res = CliRunner().invoke(main, ["sweep", str(same), "--dry-run"])
+    assert res.exit_code == 2 and "needs its own 'experiment'" in res.output and "base_exp" in res.output
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({"extends": "b.yaml", "experiment": "a"}))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"extends": "a.yaml", "experiment": "b"}))
+    res = CliRunner().invoke(main, ["sweep", str(tmp_path / "a.yaml"), "--dry-run"])
+    assert res.exit_code == 2 and "makes a cycle" in res.output
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"extends": "nowhere.yaml", "experiment": "c"}))
+    res = CliRunner().invoke(main, ["sweep", str(tmp_path / "c.yaml"), "--dry-run"])
+    assert res.exit_code == 2 and "no such file" in res.output and "nowhere.yaml" in res.output
+
+
 def test_posthoc_rows_follow_their_seed_and_name_a_source_row(tmp_path):
     spec = load_spec(write_spec(tmp_path, methods=["gradcam", "cam-avg"], variants=[], order="seeds",
                                 posthoc={"from": "gradcam", "methods": ["layercam", "eigencam"]}))

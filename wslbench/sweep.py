@@ -11,6 +11,10 @@
     methods_set: {minmax: [model.backbone=test_resnet]}      # per method
     variants:                           # extra runs: a method with a tag and overrides
       - {method: minmax, tag: noerase, set: [model.erase_depth=0]}
+    extends: glas_lite0.yaml            # optional: start from another sweep file (path relative to
+                                        # this one); keys given here replace the base's, except
+                                        # ``set``, which is appended (later overrides win); the
+                                        # ``experiment`` must differ, or the base's runs would count
     order: seeds                        # optional: seed-major (every method's seed 0 first), so a
                                         # sweep stopped part-way is already a whole one-seed
                                         # comparison; default ``methods`` (all seeds of a method)
@@ -33,7 +37,7 @@ from pathlib import Path
 from wslbench.config import check_experiment, load_yaml, resolve, run_name
 from wslbench.errors import ConfigError, WslbenchError
 
-KEYS = {"experiment", "methods", "datasets", "seeds", "out", "set", "datasets_set", "methods_set", "variants",
+KEYS = {"extends", "experiment", "methods", "datasets", "seeds", "out", "set", "datasets_set", "methods_set", "variants",
         "description", "order", "posthoc"}
 ORDERS = ("methods", "seeds")
 
@@ -203,11 +207,26 @@ def posthoc_config(job: Job, cfg, sources: dict, done: dict, out: str | Path):
                               seed_given=True)
 
 
-def load_spec(path: str | Path) -> dict:
+def load_spec(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """The sweep file, merged onto its ``extends:`` base (recursively) when it names one."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep file not found: {path}")
-    return load_yaml(path)
+    spec = load_yaml(path)
+    base_name = spec.pop("extends", None)
+    if base_name is None:
+        return spec
+    base_path = (path.parent / str(base_name)).resolve()
+    if base_path in _seen + (path.resolve(),):
+        raise ConfigError(f"sweep {path}: 'extends: {base_name}' makes a cycle")
+    if not base_path.is_file():
+        raise ConfigError(f"sweep {path}: 'extends: {base_name}': no such file {base_path}")
+    base = load_spec(base_path, _seen + (path.resolve(),))
+    merged = {**base, **spec, "set": list(base.get("set") or []) + list(spec.get("set") or [])}
+    if merged.get("experiment") is None or merged.get("experiment") == base.get("experiment"):
+        raise ConfigError(f"sweep {path}: a file that extends {base_name} needs its own 'experiment' name "
+                          f"(with {base.get('experiment')!r} the base's finished runs would count as this one's)")
+    return merged
 
 
 def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None = None, dry_run: bool = False,

@@ -216,12 +216,13 @@ def load_spec(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     base_name = spec.pop("extends", None)
     if base_name is None:
         return spec
+    chain = _seen + (path.resolve(),)
     base_path = (path.parent / str(base_name)).resolve()
-    if base_path in _seen + (path.resolve(),):
+    if base_path in chain:
         raise ConfigError(f"sweep {path}: 'extends: {base_name}' makes a cycle")
     if not base_path.is_file():
         raise ConfigError(f"sweep {path}: 'extends: {base_name}': no such file {base_path}")
-    base = load_spec(base_path, _seen + (path.resolve(),))
+    base = load_spec(base_path, chain)
     merged = {**base, **spec, "set": list(base.get("set") or []) + list(spec.get("set") or [])}
     if merged.get("experiment") is None or merged.get("experiment") == base.get("experiment"):
         raise ConfigError(f"sweep {path}: a file that extends {base_name} needs its own 'experiment' name "

@@ -52,6 +52,9 @@ def test_eval_with_crf_writes_raw_and_refined_scores_and_figures(tiny, tmp_path)
     assert res.exit_code == 0, res.output
     fig = tmp_path / "fig" / "runs"  # one folder per experiment; runs right under the root: the root's name
     assert (fig / "synthetic_masks.png").is_file() and (fig / "synthetic_pr.pdf").is_file()
+    # the training figure's question in numbers, one row per learning-rate phase of the run
+    conv = (fig / "synthetic_convergence.md").read_text()
+    assert "| Rate ratio | Flat |" in conv and conv.count("| CAM-Avg |") >= 1
 
 
 def test_average_curve_is_mean_of_image_curves():
@@ -109,6 +112,22 @@ def test_training_curves_read_every_logged_series_per_seed_and_draw_one_panel_pe
     assert [p.name for p in paths] == ["synthetic_training.png", "synthetic_training.pdf"]
     assert Image.open(paths[0]).size[0] > Image.open(paths[0]).size[1]  # two panels side by side
     assert training_curves({"cam-avg": [tmp_path / "nowhere"]}, "synthetic", tmp_path / "fig2") == []
+
+
+def test_training_history_gives_u_net_its_selection_score_in_percent_and_every_run_its_rates(tmp_path):
+    """U-Net has no validation error: its curve shows what its checkpoint is chosen on (mean Dice,
+    0-1 in metrics.jsonl, % on the right axis); the logged learning rates mark the steps."""
+    from wslbench.figures import training_curves, training_history
+
+    d = tmp_path / "unet" / "seed0"
+    d.mkdir(parents=True)
+    recs = [{"epoch": e, "lr": 0.01 if e < 2 else 0.001, "train_loss": 0.7 - e / 10, "val_f1_mean": 0.5 + e / 10}
+            for e in range(4)]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    h = training_history([d])
+    assert np.allclose(h[h.series == "val_f1_mean"].value, [50, 60, 70, 80])
+    assert np.allclose(h[h.series == "lr"].value, [0.01, 0.01, 0.001, 0.001])
+    assert [p.suffix for p in training_curves({"unet": [d]}, "glas", tmp_path / "fig")] == [".png", ".pdf"]
 
 
 def test_method_families_get_figures_of_their_own_beside_their_references():

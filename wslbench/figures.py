@@ -131,7 +131,18 @@ def write_figures(runs_dir: str | Path, dataset: str, out_dir: str | Path, n_ima
             paths += compare_pr(subset, dataset, out, title=f"{dataset} ({name}){f': {family}' if family else ''}", stem=stem)
             paths += visual_grid(subset, dataset, out, n_images, data_root, stem=stem)
         paths += training_curves(runs, dataset, out, title=f"{dataset} ({name}): training curves")
+        paths += write_convergence(runs, out / f"{dataset}_convergence.md",
+                                   title=f"{dataset} ({name}): has each training loss flattened?")
     return paths
+
+
+def write_convergence(runs: dict[str, list[Path]], path: Path, title: str = "") -> list[Path]:
+    """The training figure's question in numbers (wslbench.convergence), atomically written."""
+    from wslbench.convergence import convergence_markdown
+    from wslbench.io import atomic_write_text
+
+    atomic_write_text(path, convergence_markdown(runs, title))
+    return [path]
 
 
 #: method families drawn in figures of their own (``<dataset>_<family>_pr``, ``_masks``) beside
@@ -155,28 +166,33 @@ def figure_sets(runs: dict[str, list[Path]]) -> dict[str, dict[str, list[Path]]]
 
 
 #: metrics.jsonl series drawn by training_curves: the total training loss, min-max's three terms
-#: (L+ on x * M+, L- on x * (1 - M+), the localizer's L_f) where present, and validation error
+#: (L+ on x * M+, L- on x * (1 - M+), the localizer's L_f) where present, and the validation
+#: score the checkpoint is chosen on, in % (classifiers: error; U-Net: mean of F1+ and F1-)
 LOSS_SERIES = {"train_loss": "train loss", "train_loss_pos": "L+", "train_loss_neg": "L-", "train_loss_loc": "L_f"}
+VALIDATION_SERIES = {"val_error": ("validation error, %", 1.0), "val_f1_mean": ("validation mean Dice, %", 100.0)}
 
 
 def training_history(paths: list[Path]) -> pd.DataFrame:
     """Long table (seed, epoch, series, value) of the runs' metrics.jsonl: the loss series of
-    LOSS_SERIES that the runs logged, and ``val_error`` (%)."""
+    LOSS_SERIES that the runs logged, the VALIDATION_SERIES (in %) and ``lr``."""
     from wslbench.io import read_jsonl
 
     rows = []
     for path in paths:
         seed = path.name[4:] if path.name.startswith("seed") else path.name
         for rec in read_jsonl(Path(path) / "metrics.jsonl"):  # [] when the file is missing
-            for key in [*LOSS_SERIES, "val_error"]:
+            for key in [*LOSS_SERIES, *VALIDATION_SERIES, "lr"]:
                 if rec.get(key) is not None:
-                    rows.append({"seed": seed, "epoch": int(rec["epoch"]) + 1, "series": key, "value": float(rec[key])})
+                    scale = VALIDATION_SERIES[key][1] if key in VALIDATION_SERIES else 1.0
+                    rows.append({"seed": seed, "epoch": int(rec["epoch"]) + 1, "series": key,
+                                 "value": scale * float(rec[key])})
     return pd.DataFrame(rows, columns=["seed", "epoch", "series", "value"])
 
 
 def training_curves(runs: dict[str, list[Path]], dataset: str, out_dir: str | Path, title: str = "") -> list[Path]:
-    """One panel per variant: its loss series per epoch (one line per seed and series, left axis)
-    and validation error (grey, right axis): ``<dataset>_training.png/.pdf``."""
+    """One panel per variant: its loss series per epoch (one line per seed and series, left axis),
+    its validation score (grey, right axis) and the epochs where the learning rate changed
+    (dotted verticals): ``<dataset>_training.png/.pdf``."""
     from wslbench.tables import display_name
 
     histories = {v: training_history(paths) for v, paths in runs.items()}
@@ -199,9 +215,17 @@ def training_curves(runs: dict[str, list[Path]], dataset: str, out_dir: str | Pa
                 if not d.empty:
                     ax.plot(d.epoch, d.value, color=colours[key], ls=styles[k % len(styles)], lw=1.2,
                             label=f"{name} (left axis)" if k == 0 else None)
-            d = hs[hs.series == "val_error"]
-            right.plot(d.epoch, d.value, color="0.6", ls=styles[k % len(styles)], lw=0.9,
-                       label="validation error, % (right axis)" if k == 0 else None)
+            for key, (name, _) in VALIDATION_SERIES.items():
+                d = hs[hs.series == key]
+                if not d.empty:
+                    right.plot(d.epoch, d.value, color="0.6", ls=styles[k % len(styles)], lw=0.9,
+                               label=f"{name} (right axis)" if k == 0 else None)
+        lr = h[h.series == "lr"].sort_values(["seed", "epoch"])
+        steps = sorted({e for _, d in lr.groupby("seed")
+                        for e, a, b in zip(d.epoch.to_numpy()[1:], d.value.to_numpy()[:-1], d.value.to_numpy()[1:])
+                        if not np.isclose(a, b)})
+        for e in steps:
+            ax.axvline(e - 0.5, color="0.3", ls=":", lw=0.9, label="learning-rate step")
         ax.set(title=display_name(variant), xlabel="epoch")
         ax.set_ylim(bottom=0)
         right.set_ylim(0, 100)

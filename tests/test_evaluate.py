@@ -55,6 +55,18 @@ def test_eval_with_crf_writes_raw_and_refined_scores_and_figures(tiny, tmp_path)
     # the training figure's question in numbers, one row per learning-rate phase of the run
     conv = (fig / "synthetic_convergence.md").read_text()
     assert "| Rate ratio | Flat |" in conv and conv.count("| CAM-Avg |") >= 1
+    # a run without its masks (a fresh clone: masks/ is not committed) leaves the mask grid as it
+    # was and says why, instead of redrawing it as a column of dashes; the PR figure is redrawn
+    import shutil
+
+    before = (fig / "synthetic_masks.png").read_bytes()
+    (fig / "synthetic_pr.png").unlink()
+    shutil.rmtree(run_dir / "masks")
+    res = CliRunner().invoke(main, ["figures", "--runs", str(tmp_path / "runs"), "-d", "synthetic",
+                                    "--out", str(tmp_path / "fig"), "--images", "3"])
+    assert res.exit_code == 0, res.output
+    assert "synthetic_masks not drawn: 1 run(s) have no saved masks" in res.output and str(run_dir) in res.output
+    assert (fig / "synthetic_masks.png").read_bytes() == before and (fig / "synthetic_pr.png").is_file()
 
 
 def test_average_curve_is_mean_of_image_curves():

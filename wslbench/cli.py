@@ -201,7 +201,8 @@ def figures(runs_dir, dataset, out_dir, experiment, n_images, data_root):
     from wslbench.runs import discover
 
     found = discover(runs_dir)
-    for p in write_figures(runs_dir, dataset, out_dir, n_images, data_root, experiment=experiment, discovery=found):
+    for p in write_figures(runs_dir, dataset, out_dir, n_images, data_root, experiment=experiment, discovery=found,
+                           echo=lambda m: click.echo(m, err=True)):
         click.echo(str(p))
     if found.skipped:
         click.echo(found.skipped_report(), err=True)

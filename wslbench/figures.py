@@ -120,16 +120,17 @@ def finished_runs(runs_dir: str | Path, dataset: str, experiment: str | None = N
 
 
 def write_figures(runs_dir: str | Path, dataset: str, out_dir: str | Path, n_images: int = 6,
-                  data_root: str | None = None, experiment: str | None = None, discovery=None) -> list[Path]:
+                  data_root: str | None = None, experiment: str | None = None, discovery=None,
+                  echo=None) -> list[Path]:
     """PR curves and the mask grid of ``dataset`` for each experiment (or the one named), in
-    ``<out>/<experiment>/``, like the tables."""
+    ``<out>/<experiment>/``, like the tables; ``echo`` gets what was not drawn and why."""
     paths = []
     for name, runs in finished_runs(runs_dir, dataset, experiment, discovery).items():
         out = Path(out_dir) / name
         for family, subset in figure_sets(runs).items():
             stem = f"{dataset}_{family}" if family else dataset
             paths += compare_pr(subset, dataset, out, title=f"{dataset} ({name}){f': {family}' if family else ''}", stem=stem)
-            paths += visual_grid(subset, dataset, out, n_images, data_root, stem=stem)
+            paths += visual_grid(subset, dataset, out, n_images, data_root, stem=stem, echo=echo)
         paths += training_curves(runs, dataset, out, title=f"{dataset} ({name}): training curves")
         paths += write_convergence(runs, out / f"{dataset}_convergence.md",
                                    title=f"{dataset} ({name}): has each training loss flattened?")
@@ -279,14 +280,22 @@ def load_mask(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
 
 
 def visual_grid(runs: dict[str, list[Path]], dataset: str, out_dir: str | Path, n_images: int = 6,
-                data_root: str | None = None, stem: str | None = None) -> list[Path]:
+                data_root: str | None = None, stem: str | None = None, echo=None) -> list[Path]:
     """Rows = test images, columns = image, ground truth, each variant's binary mask overlaid
-    (``runs``: variant -> run folders; the first seed's masks)."""
+    (``runs``: variant -> run folders; the first seed's masks). Not drawn, and an existing figure
+    kept, when a variant's run has no saved masks: masks/ is not committed, so in a fresh clone
+    the grid would be a column of dashes over a good figure (``echo`` says which runs)."""
     from wslbench.config import dataset_options, from_dict, yaml_load
     from wslbench.registry import create_dataset
     from wslbench.tables import display_name
 
     if not runs:
+        return []
+    bare = [str(paths[0]) for paths in runs.values() if not (paths[0] / "masks").is_dir()]
+    if bare:
+        if echo is not None:
+            echo(f"{stem or dataset}_masks not drawn: {len(bare)} run(s) have no saved masks (masks/ is not "
+                 "committed; `wslbench eval <run>` writes them from the run's checkpoint):\n  " + "\n  ".join(bare))
         return []
     first = next(iter(runs.values()))[0]
     cfg = from_dict(yaml_load((first / "config.yaml").read_text()))

@@ -84,6 +84,7 @@ def loss_plateaus(run_dir: str | Path, window: int = WINDOW, flat_ratio: float =
 def convergence_markdown(runs: dict[str, list[Path]], title: str = "", window: int = WINDOW,
                          flat_ratio: float = FLAT_RATIO) -> str:
     """Markdown table of loss_plateaus for every run (variant -> run folders), with the rule."""
+    from wslbench.runs import seed_label
     from wslbench.tables import display_name
 
     def num(x, fmt):
@@ -101,7 +102,7 @@ def convergence_markdown(runs: dict[str, list[Path]], title: str = "", window: i
              "|---|:-:|---|:-:|:-:|:-:|:-:|:-:|:-:|:-:|"]
     for variant, paths in runs.items():
         for path in paths:
-            seed = path.name[4:] if path.name.startswith("seed") else path.name
+            seed = seed_label(path)
             for r in loss_plateaus(path, window, flat_ratio).itertuples():
                 flat = "**no**" if r.flat == "no" else r.flat
                 lines.append(f"| {display_name(variant)} | {seed} | {r.series} | {r.epochs} | {num(r.lr, '{:g}')} | "

@@ -177,10 +177,11 @@ def training_history(paths: list[Path]) -> pd.DataFrame:
     """Long table (seed, epoch, series, value) of the runs' metrics.jsonl: the loss series of
     LOSS_SERIES that the runs logged, the VALIDATION_SERIES (in %) and ``lr``."""
     from wslbench.io import read_jsonl
+    from wslbench.runs import seed_label
 
     rows = []
     for path in paths:
-        seed = path.name[4:] if path.name.startswith("seed") else path.name
+        seed = seed_label(path)
         for rec in read_jsonl(Path(path) / "metrics.jsonl"):  # [] when the file is missing
             for key in [*LOSS_SERIES, *VALIDATION_SERIES, "lr"]:
                 if rec.get(key) is not None:
@@ -194,6 +195,7 @@ def training_curves(runs: dict[str, list[Path]], dataset: str, out_dir: str | Pa
     """One panel per variant: its loss series per epoch (one line per seed and series, left axis),
     its validation score (grey, right axis) and the epochs where the learning rate changed
     (dotted verticals): ``<dataset>_training.png/.pdf``."""
+    from wslbench.convergence import lr_phases
     from wslbench.tables import display_name
 
     histories = {v: training_history(paths) for v, paths in runs.items()}
@@ -221,10 +223,9 @@ def training_curves(runs: dict[str, list[Path]], dataset: str, out_dir: str | Pa
                 if not d.empty:
                     right.plot(d.epoch, d.value, color="0.6", ls=styles[k % len(styles)], lw=0.9,
                                label=f"{name} (right axis)" if k == 0 else None)
-        lr = h[h.series == "lr"].sort_values(["seed", "epoch"])
-        steps = sorted({e for _, d in lr.groupby("seed")
-                        for e, a, b in zip(d.epoch.to_numpy()[1:], d.value.to_numpy()[:-1], d.value.to_numpy()[1:])
-                        if not np.isclose(a, b)})
+        # the first epoch of every learning-rate phase after a run's first (wslbench.convergence)
+        steps = sorted({start for _, d in h[h.series == "lr"].groupby("seed")
+                        for start, _, _ in lr_phases([{"epoch": e - 1, "lr": v} for e, v in zip(d.epoch, d.value)])[1:]})
         for e in steps:
             ax.axvline(e - 0.5, color="0.3", ls=":", lw=0.9, label="learning-rate step")
         ax.set(title=display_name(variant), xlabel="epoch")

@@ -129,6 +129,12 @@ def variant_of(config: dict) -> str:
     return run_name(method, config.get("tag"))
 
 
+def seed_label(run_dir: Path) -> str:
+    """What a figure or report calls a run: its seed (``seed3`` -> ``3``), else its folder name."""
+    name = Path(run_dir).name
+    return name[4:] if name.startswith("seed") else name
+
+
 def find_run_dirs(root: str | Path) -> list[Path]:
     """Every folder under ``root`` (itself included) holding config.yaml and status.json; a run
     folder's own subfolders (masks/) are not searched; hidden folders are skipped."""

@@ -61,7 +61,16 @@ def test_resume_reaches_the_same_final_metrics(tmp_path):
     run(tiny_config(epochs=1), run_dir=tmp_path / "part")  # "dies" after epoch 1:
     (tmp_path / "part" / "eval.json").unlink()  # a dead run has no result and is not finished
     (tmp_path / "part" / "status.json").write_text('{"state": "running"}')
+    # the first part "ran" on another machine at another commit: env.json must keep that
+    env_path = tmp_path / "part" / "env.json"
+    first = {**json.loads(env_path.read_text()), "cpu_capability": "OTHER_CPU", "git_commit": "0" * 40, "hostname": "elsewhere"}
+    env_path.write_text(json.dumps(first))
     Trainer(full, tmp_path / "part", resume=True).fit()
+    env = json.loads(env_path.read_text())
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()  # the part that runs now
+    assert [(s["from_epoch"], s["cpu_capability"], s["git_commit"], s["hostname"]) for s in env["segments"]] == [
+        (0, "OTHER_CPU", "0" * 40, "elsewhere"),
+        (1, env["cpu_capability"], env["git_commit"], env["hostname"])]
     ev_full, hist_full = _result(tmp_path / "full")
     ev_part, hist_part = _result(tmp_path / "part")
     assert len(hist_part) == 3

@@ -48,6 +48,14 @@ def resolve_device(pref: str = "auto") -> torch.device:
     return torch.device(pref)
 
 
+#: what env.json's ``segments`` keep of each part of a resumed run
+SEGMENT_KEYS = ("git_commit", "git_dirty", "cpu_capability", "device_name", "hostname", "torch")
+
+
+def _segment(env: dict, from_epoch: int) -> dict:
+    return {"from_epoch": from_epoch, **{k: env.get(k) for k in SEGMENT_KEYS}}
+
+
 def environment_info(device: torch.device) -> dict:
     """What produced a run: code version, packages, hardware."""
     import numpy
@@ -244,7 +252,11 @@ class Trainer:
         return self.protocol.validate(self.method, self.val_set, self.device, self.amp, self.channels_last)
 
     # --- training -------------------------------------------------------------------------
-    def _write_run_header(self) -> None:
+    def _write_run_header(self, resumed_at: int | None = None) -> None:
+        """config.yaml and env.json. env.json describes the process that runs now; a run resumed
+        at epoch ``resumed_at`` also keeps, under ``segments``, where each earlier part ran (code
+        version, CPU capability, host), since a run resumed on another machine or commit would
+        otherwise name only the last one."""
         if not self.dist.is_main:
             return
         atomic_write_yaml(self.run_dir / "config.yaml", self.cfg.to_dict())
@@ -252,9 +264,17 @@ class Trainer:
         # trainer's effective self.amp; fastpath.env() says why (amp_dtype/amp_reason, channels_last)
         amp = "bfloat16" if self.amp else "float32"
         kept, why = self.keep_freed_memory
-        atomic_write_json(self.run_dir / "env.json", {**environment_info(self.device), **self.fastpath.env(),
-                                                      "keep_freed_memory": kept, "keep_freed_memory_reason": why,
-                                                      "world_size": self.dist.world_size, "amp": amp})
+        env = {**environment_info(self.device), **self.fastpath.env(), "keep_freed_memory": kept,
+               "keep_freed_memory_reason": why, "world_size": self.dist.world_size, "amp": amp}
+        path = self.run_dir / "env.json"
+        if resumed_at is not None:
+            try:
+                before = json.loads(path.read_text())
+            except (OSError, ValueError):
+                before = None
+            segments = (before.get("segments") or [_segment(before, 0)]) if isinstance(before, dict) else []
+            env["segments"] = segments + [_segment(env, resumed_at)]
+        atomic_write_json(path, env)
 
     def _status(self, state: str, **extra) -> None:
         if self.dist.is_main:
@@ -444,7 +464,7 @@ class Trainer:
             raise WslbenchError(f"--resume: no checkpoint {self.run_dir / LAST} to resume from")
         elif self.dist.is_main:
             (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
-        self._write_run_header()
+        self._write_run_header(start_epoch if ck is not None else None)
         self._status("running", epoch=start_epoch)
         self._best, self._bad_epochs, self._train_time = best, bad_epochs, train_time
 

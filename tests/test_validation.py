@@ -244,7 +244,7 @@ def test_a_run_failing_before_its_first_epoch_leaves_no_folder(tmp_path, tiny, m
     assert res.exit_code == 2 and "no checkpoint" in res.output
     assert not out.exists()  # the folders the run created, parents included, are gone
 
-    def broken(self):
+    def broken(self, *args):
         raise WslbenchError("disk full")
 
     monkeypatch.setattr(Trainer, "_write_run_header", broken)

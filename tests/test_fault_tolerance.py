@@ -137,6 +137,52 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny, tmp_path, monkeypat
     assert not (tmp_path / "run.lock").exists()
 
 
+def test_nan_loss_with_on_nonfinite_evaluate_scores_the_kept_checkpoint(tiny, tmp_path, monkeypatch):
+    """train.on_nonfinite=evaluate: training ends at the non-finite loss, the checkpoint the selection
+    rule kept (not the diverging weights) is scored, and eval.json and the tables say it diverged."""
+    from wslbench.tables import build_tables, collect_runs
+
+    run_dir = tmp_path / "synthetic" / "cam-avg" / "seed0"
+    trainer = Trainer(tiny("cam-avg", epochs=4, extra=["train.on_nonfinite=evaluate"]), run_dir)
+    real = trainer.method.training_step
+    calls = {"n": 0}
+
+    def poisoned(batch):
+        calls["n"] += 1
+        out = real(batch)
+        if calls["n"] > 3 * 2:  # 3 batches per epoch: the 7th step (epoch 3) diverges
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(trainer.method, "training_step", poisoned)
+    result = trainer.fit()
+    ev = json.loads((run_dir / "eval.json").read_text())
+    best = torch.load(run_dir / "best.pt", weights_only=False)
+    assert ev["diverged_at_epoch"] == 3 and ev["epochs_run"] == 2 and result["diverged_at_epoch"] == 3
+    assert ev["diverged"] == "non-finite loss (nan) at epoch 3, step 1"
+    assert ev["checkpoint_epoch"] == best["epoch"] in (1, 2)
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+    captions = {t.number: t.caption for t in build_tables(collect_runs(tmp_path))}
+    for number in (1, 2):  # classification error; F1+ and F1-
+        assert "Training diverged (non-finite loss) in: CAM-Avg Synthetic seed 0 (epoch 3);" in captions[number]
+
+
+def test_nan_loss_before_any_kept_epoch_still_stops_with_on_nonfinite_evaluate(tiny, tmp_path, monkeypatch):
+    trainer = Trainer(tiny("cam-avg", epochs=2, extra=["train.on_nonfinite=evaluate"]), tmp_path)
+    real = trainer.method.training_step
+
+    def poisoned(batch):
+        out = real(batch)
+        out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(trainer.method, "training_step", poisoned)
+    with pytest.raises(TrainingDiverged, match="non-finite loss"):
+        trainer.fit()
+    assert not (tmp_path / "eval.json").exists()
+
+
 def test_lock_refuses_second_writer_and_takes_over_stale(tmp_path, tiny):
     with RunLock(tmp_path):
         with pytest.raises(WslbenchError, match="in use by another run"):

@@ -62,6 +62,10 @@ class OptimConfig:
 class TrainConfig:
     epochs: Annotated[int, Field(ge=0, description="an integer >= 1 (>= 0 for an untrained method)")] = 10
     patience: PositiveInt | None = None  # early stopping: epochs without improvement; None = never stop early
+    # a non-finite training loss: stop (the run fails; last.pt keeps the last good epoch) or evaluate
+    # (training ends there and the checkpoint the selection rule kept is scored, as if the
+    # diverged epochs had run on and never been selected; eval.json says where it diverged)
+    on_nonfinite: Literal["stop", "evaluate"] = "stop"
     device: Device = "auto"  # auto | cpu | cuda | cuda:N
     deterministic: bool = False  # torch.use_deterministic_algorithms(True)
     # auto | true | false (wslbench.train.fastpath; env.json records the effective choice and why).

@@ -231,6 +231,24 @@ def _mark_best(cells: list[list[Cell]], contenders: list[bool], lower_is_better:
                 cells[i][j].bold = True
 
 
+def diverged_note(runs: pd.DataFrame, variants, datasets, row_names: dict) -> str:
+    """A caption sentence naming every run whose training loss became non-finite and which was
+    scored at its selected checkpoint (train.on_nonfinite=evaluate); '' when there are none."""
+    if "diverged_at_epoch" not in runs:
+        return ""
+    parts = []
+    for v in variants:
+        for d in datasets:
+            sub = runs[(runs["variant"] == v) & (runs["dataset"] == d) & runs["diverged_at_epoch"].notna()]
+            for _, r in sub.sort_values("seed").iterrows():
+                parts.append(f"{row_names.get(v, METHOD_NAMES.get(v, v))} {DATASET_NAMES.get(d, d)} seed {int(r['seed'])} "
+                             f"(epoch {int(r['diverged_at_epoch'])})")
+    if not parts:
+        return ""
+    return (" Training diverged (non-finite loss) in: " + "; ".join(parts) + "; such a run is scored at the "
+            "checkpoint its selection rule had kept before it diverged.")
+
+
 def metric_table(runs, number, caption, metrics, variants, datasets, scale, lower, na_for=("all-ones",),
                  bold=True, titles=None, row_names: dict | None = None) -> Table:
     """Rows = variants, column groups = data sets, one column per metric."""
@@ -257,6 +275,7 @@ def metric_table(runs, number, caption, metrics, variants, datasets, scale, lowe
     names = [row_names.get(v, display_name(v)) for v in variants]
     groups = [(DATASET_NAMES.get(d, d), [titles[m] for m in metrics]) for d in datasets]
     caption += empty_note(runs, variants, datasets, metrics, titles, row_names)
+    caption += diverged_note(runs, variants, datasets, row_names)
     return Table(number, caption, names, groups, cells)
 
 
@@ -265,7 +284,7 @@ SCALE = {"cls_error": 1.0, "f1_pos": 100.0, "f1_neg": 100.0, "crf_f1_pos": 100.0
 LOWER = {"cls_error": True, "f1_pos": False, "f1_neg": False, "crf_f1_pos": False, "crf_f1_neg": False, "train_time_s": True,
          "pxap": False, "crf_pxap": False, "auc_f1_pos": False, "auc_f1_neg": False}
 #: read from each run's eval.json for the threshold-free tables and the protocol (wslbench.protocols)
-EVAL_FIELDS = ("pxap", "crf_pxap", "auc_f1_pos", "auc_f1_neg", "protocol_label")
+EVAL_FIELDS = ("pxap", "crf_pxap", "auc_f1_pos", "auc_f1_neg", "protocol_label", "diverged_at_epoch")
 PAPER_PROTOCOL = "paper"
 PROTOCOL_TEXT = {PAPER_PROTOCOL: "paper (fixed threshold, checkpoint on validation classification error)"}
 

@@ -471,6 +471,7 @@ class Trainer:
         epochs = cfg.train.epochs if (self.method.trainable and self.optimizer is not None) else 0
         # a run that stopped early and was stopped again in its test evaluation resumes to that evaluation
         stopped_early = self._patience_spent(key, bad_epochs) and start_epoch > 0
+        diverged = {}
         self._started = True
         for epoch in range(start_epoch, start_epoch if stopped_early else epochs):
             skip = int(partial["n_steps"]) if partial else 0
@@ -481,7 +482,13 @@ class Trainer:
                 except _BAD_STATE as exc:
                     raise self._not_resumable(exc) from None
             record = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
-            record.update(self._train_epoch(epoch, partial))
+            try:
+                record.update(self._train_epoch(epoch, partial))
+            except TrainingDiverged as exc:
+                if cfg.train.on_nonfinite != "evaluate" or not (self.run_dir / BEST).is_file():
+                    raise  # stop; or diverged before any epoch was kept: nothing to score
+                diverged = {"diverged_at_epoch": epoch + 1, "diverged": str(exc).split(": stopping")[0]}
+                break
             partial = None
             train_time += record["epoch_time_s"]
             self.scheduler.step()
@@ -524,6 +531,7 @@ class Trainer:
                 "train_time_s": train_time,
                 "best_val": best if key else None,
                 "selection": key,
+                **diverged,
             })
             self._status("finished")
         return result
@@ -545,7 +553,8 @@ class Trainer:
         prior = self.run_dir / "eval.json"
         if prior.is_file():  # keep what training recorded when re-evaluating
             old = json.loads(prior.read_text())
-            for k in ("epochs_run", "stopped_early", "train_time_s", "best_val", "selection"):
+            for k in ("epochs_run", "stopped_early", "train_time_s", "best_val", "selection", "diverged_at_epoch",
+                      "diverged"):
                 if k in old:
                     info[k] = old[k]
         # tau from the protocol: it reads the validation set only, never test_set

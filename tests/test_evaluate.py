@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -124,6 +125,31 @@ def test_training_curves_read_every_logged_series_per_seed_and_draw_one_panel_pe
     assert [p.name for p in paths] == ["synthetic_training.png", "synthetic_training.pdf"]
     assert Image.open(paths[0]).size[0] > Image.open(paths[0]).size[1]  # two panels side by side
     assert training_curves({"cam-avg": [tmp_path / "nowhere"]}, "synthetic", tmp_path / "fig2") == []
+
+
+def test_training_curves_keep_a_diverged_runs_explosion_off_the_loss_axis(tmp_path):
+    """A run scored at its kept checkpoint after a non-finite loss: the loss axis ends just above
+    the losses up to that checkpoint (other seeds: all epochs), not at the explosion after it."""
+    from wslbench.figures import diverged_runs, loss_axis_top, training_curves, training_history
+
+    def fake_run(seed, losses, ev=None):
+        d = tmp_path / "runs" / "spg" / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "train_loss": v, "val_error": 0.0}) + "\n"
+                                                 for e, v in enumerate(losses)))
+        (d / "config.yaml").write_text("method: spg\n")
+        (d / "status.json").write_text(json.dumps({"state": "finished"}))
+        (d / "eval.json").write_text(json.dumps(ev or {"f1_pos": 0.5}))
+        return d
+
+    blown = fake_run(0, [0.9, 0.5, 0.3, 4.0, 266205.0], {"diverged_at_epoch": 6, "checkpoint_epoch": 3})
+    calm = fake_run(1, [1.2, 0.6, 0.4, 0.35, 0.3])
+    assert list(diverged_runs([blown, calm])) == ["0"]
+    h = training_history([blown, calm])
+    # seed 0 up to epoch 3 (0.9, 0.5, 0.3), seed 1 every epoch (top 1.2): 1.1 x 1.2
+    assert loss_axis_top(h, diverged_runs([blown, calm])) == pytest.approx(1.32)
+    assert loss_axis_top(h, {}) is None
+    assert [p.suffix for p in training_curves({"spg": [blown, calm]}, "glas", tmp_path / "fig")] == [".png", ".pdf"]
 
 
 def test_training_history_gives_u_net_its_selection_score_in_percent_and_every_run_its_rates(tmp_path):

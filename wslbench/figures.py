@@ -191,6 +191,27 @@ def training_history(paths: list[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["seed", "epoch", "series", "value"])
 
 
+def diverged_runs(paths: list[Path]) -> dict[str, dict]:
+    """Seed label -> eval.json of each run whose training loss became non-finite and which was
+    scored at its kept checkpoint (train.on_nonfinite=evaluate)."""
+    from wslbench.io import finished_result
+    from wslbench.runs import seed_label
+
+    return {seed_label(p): ev for p in paths if (ev := finished_result(Path(p)) or {}).get("diverged_at_epoch")}
+
+
+def loss_axis_top(h: pd.DataFrame, diverged: dict[str, dict]) -> float | None:
+    """Top of the loss axis for a panel with a diverged run: the highest loss up to each diverged
+    seed's kept checkpoint (every epoch of the other seeds), plus a margin, so the explosion before
+    the non-finite loss does not flatten the rest; None (matplotlib's own) when nothing diverged."""
+    if not diverged:
+        return None
+    cut = {s: ev.get("checkpoint_epoch") or ev["diverged_at_epoch"] for s, ev in diverged.items()}
+    losses = h[h.series.isin(list(LOSS_SERIES))]
+    kept = losses[[e <= cut.get(s, np.inf) for s, e in zip(losses.seed, losses.epoch)]]
+    return 1.1 * float(kept.value.max()) if len(kept) else None
+
+
 def training_curves(runs: dict[str, list[Path]], dataset: str, out_dir: str | Path, title: str = "") -> list[Path]:
     """One panel per variant: its loss series per epoch (one line per seed and series, left axis),
     its validation score (grey, right axis) and the epochs where the learning rate changed
@@ -228,8 +249,17 @@ def training_curves(runs: dict[str, list[Path]], dataset: str, out_dir: str | Pa
                         for start, _, _ in lr_phases([{"epoch": e - 1, "lr": v} for e, v in zip(d.epoch, d.value)])[1:]})
         for e in steps:
             ax.axvline(e - 0.5, color="0.3", ls=":", lw=0.9, label="learning-rate step")
+        diverged = diverged_runs(runs[variant])
+        for ev in diverged.values():
+            ax.axvline(ev["diverged_at_epoch"] - 0.5, color="tab:red", ls="--", lw=0.9,
+                       label="diverged: non-finite loss (scored at its kept checkpoint)")
         ax.set(title=display_name(variant), xlabel="epoch")
         ax.set_ylim(bottom=0)
+        top = loss_axis_top(h, diverged)
+        if top is not None and h[h.series.isin(list(LOSS_SERIES))].value.max() > top:
+            ax.set_ylim(0, top)
+            ax.text(0.5, 0.96, f"loss off the axis up to {h[h.series.isin(list(LOSS_SERIES))].value.max():.3g}",
+                    transform=ax.transAxes, ha="center", va="top", fontsize=7, color="tab:red")
         right.set_ylim(0, 100)
         ax.grid(alpha=0.3)
         for axis in (ax, right):

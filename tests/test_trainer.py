@@ -138,3 +138,27 @@ def test_paper_configs_state_fp32():
     for dataset in ("glas", "cub", "cub5", "oxf"):
         for method in ("cam-avg", "minmax"):
             assert resolve(method, dataset).train.amp is False  # the paper's runs are fp32
+
+
+def test_git_state_leaves_out_the_runs_own_folder_but_not_the_code(tmp_path):
+    """A committed run record that is resumed rewrites its own config.yaml: that alone must not mark
+    the code dirty; a modified code file must."""
+    import subprocess
+
+    from wslbench.train.trainer import git_state
+
+    repo = tmp_path / "repo"
+    run_dir = repo / "results" / "records" / "x" / "seed0"
+    run_dir.mkdir(parents=True)
+    (repo / "code.py").write_text("a = 1\n")
+    (run_dir / "config.yaml").write_text("method: x\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    commit, dirty = git_state(repo, run_dir)
+    assert len(commit) == 40 and dirty is False
+    (run_dir / "config.yaml").write_text("method: x\ntrain: {}\n")
+    assert git_state(repo, run_dir)[1] is False and git_state(repo)[1] is True
+    (repo / "code.py").write_text("a = 2\n")
+    assert git_state(repo, run_dir)[1] is True

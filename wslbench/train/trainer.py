@@ -56,23 +56,34 @@ def _segment(env: dict, from_epoch: int) -> dict:
     return {"from_epoch": from_epoch, **{k: env.get(k) for k in SEGMENT_KEYS}}
 
 
-def environment_info(device: torch.device) -> dict:
-    """What produced a run: code version, packages, hardware."""
-    import numpy
-    import timm
-    import torchvision
-
-    repo = Path(__file__).resolve().parents[2]
+def git_state(repo: Path, own: Path | None = None) -> tuple[str | None, bool | None]:
+    """(HEAD commit, whether tracked files differ from it) of ``repo``; a run's own folder
+    (``own``) is left out, since a committed run record that is resumed rewrites its own files."""
+    spec = []
+    if own is not None:
+        rel = os.path.relpath(Path(own).resolve(), Path(repo).resolve())
+        if rel != "." and not rel.startswith(".."):
+            spec = ["--", ".", f":(exclude){rel}"]
     try:
         commit = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
         ).stdout.strip() or None
         dirty = bool(
-            subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", *spec],
                            capture_output=True, text=True, timeout=5).stdout.strip()
         )
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, None
+    return commit, dirty
+
+
+def environment_info(device: torch.device, run_dir: Path | None = None) -> dict:
+    """What produced a run: code version (leaving out ``run_dir``'s own files), packages, hardware."""
+    import numpy
+    import timm
+    import torchvision
+
+    commit, dirty = git_state(Path(__file__).resolve().parents[2], run_dir)
     return {
         "git_commit": commit,
         "git_dirty": dirty,
@@ -264,7 +275,7 @@ class Trainer:
         # trainer's effective self.amp; fastpath.env() says why (amp_dtype/amp_reason, channels_last)
         amp = "bfloat16" if self.amp else "float32"
         kept, why = self.keep_freed_memory
-        env = {**environment_info(self.device), **self.fastpath.env(), "keep_freed_memory": kept,
+        env = {**environment_info(self.device, self.run_dir), **self.fastpath.env(), "keep_freed_memory": kept,
                "keep_freed_memory_reason": why, "world_size": self.dist.world_size, "amp": amp}
         path = self.run_dir / "env.json"
         if resumed_at is not None:

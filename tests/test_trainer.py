@@ -140,9 +140,9 @@ def test_paper_configs_state_fp32():
             assert resolve(method, dataset).train.amp is False  # the paper's runs are fp32
 
 
-def test_git_state_leaves_out_the_runs_own_folder_but_not_the_code(tmp_path):
-    """A committed run record that is resumed rewrites its own config.yaml: that alone must not mark
-    the code dirty; a modified code file must."""
+def test_git_state_leaves_out_run_records_but_not_the_code(tmp_path):
+    """A committed run record that is resumed rewrites its config.yaml: that alone must not mark the
+    code dirty, for itself or for the next run of a sweep; a modified code file must."""
     import subprocess
 
     from wslbench.train.trainer import git_state
@@ -150,6 +150,9 @@ def test_git_state_leaves_out_the_runs_own_folder_but_not_the_code(tmp_path):
     repo = tmp_path / "repo"
     run_dir = repo / "results" / "records" / "x" / "seed0"
     run_dir.mkdir(parents=True)
+    elsewhere = repo / "runs" / "y" / "seed0"  # a run folder outside results/ (--out runs)
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "config.yaml").write_text("method: y\n")
     (repo / "code.py").write_text("a = 1\n")
     (run_dir / "config.yaml").write_text("method: x\n")
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -159,6 +162,9 @@ def test_git_state_leaves_out_the_runs_own_folder_but_not_the_code(tmp_path):
     commit, dirty = git_state(repo, run_dir)
     assert len(commit) == 40 and dirty is False
     (run_dir / "config.yaml").write_text("method: x\ntrain: {}\n")
-    assert git_state(repo, run_dir)[1] is False and git_state(repo)[1] is True
+    assert git_state(repo, run_dir)[1] is False and git_state(repo)[1] is False
+    (elsewhere / "config.yaml").write_text("method: y\ntrain: {}\n")
+    assert git_state(repo, elsewhere)[1] is False and git_state(repo, run_dir)[1] is True
+    (elsewhere / "config.yaml").write_text("method: y\n")
     (repo / "code.py").write_text("a = 2\n")
     assert git_state(repo, run_dir)[1] is True

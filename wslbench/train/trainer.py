@@ -56,14 +56,19 @@ def _segment(env: dict, from_epoch: int) -> dict:
     return {"from_epoch": from_epoch, **{k: env.get(k) for k in SEGMENT_KEYS}}
 
 
+#: the repository's folder of run records, tables and figures: data, not code (git_state)
+RECORDS_FOLDER = "results"
+
+
 def git_state(repo: Path, own: Path | None = None) -> tuple[str | None, bool | None]:
-    """(HEAD commit, whether tracked files differ from it) of ``repo``; a run's own folder
-    (``own``) is left out, since a committed run record that is resumed rewrites its own files."""
-    spec = []
+    """(HEAD commit, whether tracked files differ from it) of ``repo``, leaving out results/ and the
+    run's own folder (``own``, wherever it is): a sweep that resumes a committed run record rewrites
+    that record's files, which says nothing about the code the next run uses."""
+    spec = ["--", ".", f":(exclude){RECORDS_FOLDER}"]
     if own is not None:
         rel = os.path.relpath(Path(own).resolve(), Path(repo).resolve())
         if rel != "." and not rel.startswith(".."):
-            spec = ["--", ".", f":(exclude){rel}"]
+            spec.append(f":(exclude){rel}")
     try:
         commit = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5

@@ -115,20 +115,25 @@ def test_sigkill_then_resume_matches_straight_run(straight, tmp_path):
     _same(result(tmp_path), straight)
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny, tmp_path, monkeypatch):
-    cfg = tiny("cam-avg", epochs=3)
-    trainer = Trainer(cfg, tmp_path)
+def poison_loss(trainer, monkeypatch, after_steps: int = 0) -> None:
+    """Make every training step after the first ``after_steps`` return a NaN loss."""
     real = trainer.method.training_step
     calls = {"n": 0}
 
     def poisoned(batch):
         calls["n"] += 1
         out = real(batch)
-        if calls["n"] > 3 * 2:  # 3 batches per epoch: the 7th step (epoch 3) diverges
+        if calls["n"] > after_steps:
             out["loss"] = out["loss"] * float("nan")
         return out
 
     monkeypatch.setattr(trainer.method, "training_step", poisoned)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny, tmp_path, monkeypatch):
+    cfg = tiny("cam-avg", epochs=3)
+    trainer = Trainer(cfg, tmp_path)
+    poison_loss(trainer, monkeypatch, after_steps=3 * 2)  # 3 batches per epoch: the 7th step (epoch 3) diverges
     with pytest.raises(TrainingDiverged, match="non-finite loss"):
         trainer.fit()
     ck = torch.load(tmp_path / "last.pt", weights_only=False)
@@ -144,17 +149,7 @@ def test_nan_loss_with_on_nonfinite_evaluate_scores_the_kept_checkpoint(tiny, tm
 
     run_dir = tmp_path / "synthetic" / "cam-avg" / "seed0"
     trainer = Trainer(tiny("cam-avg", epochs=4, extra=["train.on_nonfinite=evaluate"]), run_dir)
-    real = trainer.method.training_step
-    calls = {"n": 0}
-
-    def poisoned(batch):
-        calls["n"] += 1
-        out = real(batch)
-        if calls["n"] > 3 * 2:  # 3 batches per epoch: the 7th step (epoch 3) diverges
-            out["loss"] = out["loss"] * float("nan")
-        return out
-
-    monkeypatch.setattr(trainer.method, "training_step", poisoned)
+    poison_loss(trainer, monkeypatch, after_steps=3 * 2)  # 3 batches per epoch: the 7th step (epoch 3) diverges
     result = trainer.fit()
     ev = json.loads((run_dir / "eval.json").read_text())
     best = torch.load(run_dir / "best.pt", weights_only=False)
@@ -170,14 +165,7 @@ def test_nan_loss_with_on_nonfinite_evaluate_scores_the_kept_checkpoint(tiny, tm
 
 def test_nan_loss_before_any_kept_epoch_still_stops_with_on_nonfinite_evaluate(tiny, tmp_path, monkeypatch):
     trainer = Trainer(tiny("cam-avg", epochs=2, extra=["train.on_nonfinite=evaluate"]), tmp_path)
-    real = trainer.method.training_step
-
-    def poisoned(batch):
-        out = real(batch)
-        out["loss"] = out["loss"] * float("nan")
-        return out
-
-    monkeypatch.setattr(trainer.method, "training_step", poisoned)
+    poison_loss(trainer, monkeypatch)  # the very first step
     with pytest.raises(TrainingDiverged, match="non-finite loss"):
         trainer.fit()
     assert not (tmp_path / "eval.json").exists()

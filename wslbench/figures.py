@@ -256,9 +256,10 @@ def training_curves(runs: dict[str, list[Path]], dataset: str, out_dir: str | Pa
         ax.set(title=display_name(variant), xlabel="epoch")
         ax.set_ylim(bottom=0)
         top = loss_axis_top(h, diverged)
-        if top is not None and h[h.series.isin(list(LOSS_SERIES))].value.max() > top:
+        peak = h[h.series.isin(list(LOSS_SERIES))].value.max()
+        if top is not None and peak > top:
             ax.set_ylim(0, top)
-            ax.text(0.5, 0.96, f"loss off the axis up to {h[h.series.isin(list(LOSS_SERIES))].value.max():.3g}",
+            ax.text(0.5, 0.96, f"loss off the axis up to {peak:.3g}",
                     transform=ax.transAxes, ha="center", va="top", fontsize=7, color="tab:red")
         right.set_ylim(0, 100)
         ax.grid(alpha=0.3)

@@ -14,7 +14,16 @@ class ConfigError(WslbenchError):
 
 
 class TrainingDiverged(WslbenchError):
-    """A NaN or inf loss: the run stops and the last good checkpoint is kept."""
+    """A NaN or inf loss: the run stops and the last good checkpoint is kept. Carries where it
+    happened (1-based epoch and step) so eval.json records it without parsing the message."""
+
+    def __init__(self, loss: float, epoch: int, step: int, hint: str = ""):
+        self.loss, self.epoch, self.step = loss, epoch, step
+        super().__init__(f"{self.where}: stopping.{' ' + hint if hint else ''}")
+
+    @property
+    def where(self) -> str:
+        return f"non-finite loss ({self.loss}) at epoch {self.epoch}, step {self.step}"
 
 
 class RunInterrupted(WslbenchError):

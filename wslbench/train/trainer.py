@@ -339,8 +339,8 @@ class Trainer:
             if not torch.isfinite(loss.detach()).all():
                 bar.close()
                 raise TrainingDiverged(
-                    f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}: stopping. "
-                    f"The last good checkpoint is kept in {self.run_dir / LAST}; lower optim.lr or check the data."
+                    loss.item(), epoch + 1, step + 1,
+                    f"The last good checkpoint is kept in {self.run_dir / LAST}; lower optim.lr or check the data.",
                 )
             loss.backward()
             all_reduce_gradients(self.method, self.dist)
@@ -503,7 +503,7 @@ class Trainer:
             except TrainingDiverged as exc:
                 if cfg.train.on_nonfinite != "evaluate" or not (self.run_dir / BEST).is_file():
                     raise  # stop; or diverged before any epoch was kept: nothing to score
-                diverged = {"diverged_at_epoch": epoch + 1, "diverged": str(exc).split(": stopping")[0]}
+                diverged = {"diverged_at_epoch": exc.epoch, "diverged": exc.where}
                 break
             partial = None
             train_time += record["epoch_time_s"]

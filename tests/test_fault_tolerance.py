@@ -166,8 +166,9 @@ def test_nan_loss_with_on_nonfinite_evaluate_scores_the_kept_checkpoint(tiny, tm
 def test_nan_loss_before_any_kept_epoch_still_stops_with_on_nonfinite_evaluate(tiny, tmp_path, monkeypatch):
     trainer = Trainer(tiny("cam-avg", epochs=2, extra=["train.on_nonfinite=evaluate"]), tmp_path)
     poison_loss(trainer, monkeypatch)  # the very first step
-    with pytest.raises(TrainingDiverged, match="non-finite loss"):
+    with pytest.raises(TrainingDiverged, match="non-finite loss") as raised:
         trainer.fit()
+    assert (raised.value.epoch, raised.value.step) == (1, 1) and raised.value.loss != raised.value.loss  # NaN
     assert not (tmp_path / "eval.json").exists()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -169,6 +170,8 @@ def test_nan_loss_before_any_kept_epoch_still_stops_with_on_nonfinite_evaluate(t
     with pytest.raises(TrainingDiverged, match="non-finite loss") as raised:
         trainer.fit()
     assert (raised.value.epoch, raised.value.step) == (1, 1) and raised.value.loss != raised.value.loss  # NaN
+    copy = pickle.loads(pickle.dumps(raised.value))  # as it would travel from a worker process
+    assert str(copy) == str(raised.value) and (copy.epoch, copy.step) == (1, 1)
     assert not (tmp_path / "eval.json").exists()
 
 

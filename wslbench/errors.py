@@ -18,8 +18,11 @@ class TrainingDiverged(WslbenchError):
     happened (1-based epoch and step) so eval.json records it without parsing the message."""
 
     def __init__(self, loss: float, epoch: int, step: int, hint: str = ""):
-        self.loss, self.epoch, self.step = loss, epoch, step
+        self.loss, self.epoch, self.step, self.hint = loss, epoch, step, hint
         super().__init__(f"{self.where}: stopping.{' ' + hint if hint else ''}")
+
+    def __reduce__(self):  # pickles whole (to another process) although args holds only the message
+        return type(self), (self.loss, self.epoch, self.step, self.hint)
 
     @property
     def where(self) -> str:

@@ -187,3 +187,12 @@ def test_caption_counts_images_left_out_for_an_undefined_dice(tmp_path):
     assert "CAM-Avg GlaS F1+ (%): 3" in tables[1].caption and "F1- (%): " not in tables[1].caption
     assert "both empty" not in tables[0].caption  # classification error: no Dice
     assert "both empty" in tables[1].to_markdown() and "both empty" in tables[1].to_latex()
+
+
+def test_caption_notes_name_a_cell_as_its_row_reads():
+    """The empty-Dice and diverged-run notes name a variant as the table's row does, not by its key."""
+    from wslbench.tables import cell_name
+
+    assert cell_name("minmax+maskimage", "glas", {}) == "Ours, mask per image GlaS"
+    assert cell_name("cam-max+big", "synthetic", {}) == "CAM-Max (big) Synthetic"
+    assert cell_name("cam-avg", "glas", {"cam-avg": "CAM (renamed)"}) == "CAM (renamed) GlaS"

@@ -61,6 +61,11 @@ VARIANT_NAMES = {"minmax": "with erasing (u > 0)", NOERASE: "without erasing (u 
 EMPTY_COUNTED = ("f1_pos", "f1_neg", "crf_f1_pos", "crf_f1_neg")
 
 
+def cell_name(variant: str, dataset: str, row_names: dict) -> str:
+    """A table cell named in a caption note: its row as the table shows it, then its data set."""
+    return f"{row_names.get(variant, display_name(variant))} {DATASET_NAMES.get(dataset, dataset)}"
+
+
 def empty_note(runs: pd.DataFrame, variants, datasets, metrics, titles: dict, row_names: dict) -> str:
     """A caption sentence naming every cell whose means leave out images with an undefined Dice
     (both masks empty), with how many images over its seeds; '' when there are none."""
@@ -72,7 +77,7 @@ def empty_note(runs: pd.DataFrame, variants, datasets, metrics, titles: dict, ro
                 col = f"n_empty_{m}"
                 n = int(sub[col].fillna(0).sum()) if m in EMPTY_COUNTED and col in sub else 0
                 if n:
-                    parts.append(f"{row_names.get(v, METHOD_NAMES.get(v, v))} {DATASET_NAMES.get(d, d)} {titles[m]}: {n}")
+                    parts.append(f"{cell_name(v, d, row_names)} {titles[m]}: {n}")
     if not parts:
         return ""
     return (" Images where prediction and truth are both empty (Dice undefined) are left out of the means; "
@@ -241,8 +246,7 @@ def diverged_note(runs: pd.DataFrame, variants, datasets, row_names: dict) -> st
         for d in datasets:
             sub = runs[(runs["variant"] == v) & (runs["dataset"] == d) & runs["diverged_at_epoch"].notna()]
             for _, r in sub.sort_values("seed").iterrows():
-                parts.append(f"{row_names.get(v, METHOD_NAMES.get(v, v))} {DATASET_NAMES.get(d, d)} seed {int(r['seed'])} "
-                             f"(epoch {int(r['diverged_at_epoch'])})")
+                parts.append(f"{cell_name(v, d, row_names)} seed {int(r['seed'])} (epoch {int(r['diverged_at_epoch'])})")
     if not parts:
         return ""
     return (" Training diverged (non-finite loss) in: " + "; ".join(parts) + "; such a run is scored at the "

@@ -120,7 +120,9 @@ DEFAULTS: dict[str, Any] = {
         "root": None,  # default: $WSLBENCH_DATA/<dataset>
         "batch_size": 16,
         "eval_batch_size": 1,  # full images of different sizes
-        "num_workers": 0,
+        # "auto": only cores the training leaves free (none on a 2-core CPU), wslbench.train.workers
+        "num_workers": "auto",
+        "persistent_workers": True,  # workers (if any) stay alive across epochs: no fork per epoch
     },
     "model": {},
     "optim": asdict(OptimConfig()),
@@ -137,7 +139,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 #: data keys consumed by the loader, not passed to the data set
-LOADER_KEYS = ("root", "batch_size", "eval_batch_size", "num_workers")
+LOADER_KEYS = ("root", "batch_size", "eval_batch_size", "num_workers", "persistent_workers")
 
 #: types and ranges of the keys that are neither optim/train fields nor a plugin's options
 #: (wslbench.validation checks them; an ``eval`` key of DEFAULTS missing here accepts any value)
@@ -151,7 +153,8 @@ LOADER_TYPES: dict[str, Any] = {
     "root": Annotated[str, Field(min_length=1)] | None,
     "batch_size": PositiveInt,
     "eval_batch_size": PositiveInt,
-    "num_workers": NonNegativeInt,
+    "num_workers": NonNegativeInt | Literal["auto"],
+    "persistent_workers": bool,
 }
 EVAL_TYPES: dict[str, Any] = {
     "threshold": UnitInterval,  # maps are in [0, 1]; a pixel is foreground when its map value >= threshold

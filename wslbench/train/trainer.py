@@ -38,6 +38,7 @@ from wslbench.train.distributed import DistInfo, all_reduce_gradients, init_from
 from wslbench.train.lock import RunLock
 from wslbench.train.sampler import ResumableSampler
 from wslbench.train.seeding import derive_seed, rng_state, seed_everything, set_deterministic, set_rng_state, worker_init_fn
+from wslbench.train.workers import EpochItems, plan_workers
 
 
 def resolve_device(pref: str = "auto") -> torch.device:
@@ -236,16 +237,19 @@ class Trainer:
                 raise ConfigError(f"batch_size {batch_size} is not divisible by the {self.dist.world_size} processes")
             batch_size //= self.dist.world_size  # batch_size is the global batch
         self.local_batch = batch_size
+        self.workers = plan_workers(cfg.data["num_workers"], self.device.type, torch.get_num_threads(),
+                                    persistent=bool(cfg.data["persistent_workers"]),
+                                    processes_per_node=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         self.train_loader = DataLoader(
-            self.train_set,
+            EpochItems(self.train_set, cfg.seed),  # (epoch, index) items: workers may outlive an epoch
             batch_size=batch_size,
             sampler=self.sampler,
-            num_workers=int(cfg.data["num_workers"]),
+            num_workers=self.workers.num_workers,
             worker_init_fn=worker_init_fn,
             generator=self.generator,
             drop_last=len(self.train_set) // self.dist.world_size > batch_size,
             pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
+            persistent_workers=self.workers.persistent,
         )
         params = self.method.param_groups() if self.method.trainable else []
         params = [g for g in params if g["params"]]
@@ -281,7 +285,7 @@ class Trainer:
         amp = "bfloat16" if self.amp else "float32"
         kept, why = self.keep_freed_memory
         env = {**environment_info(self.device, self.run_dir), **self.fastpath.env(), "keep_freed_memory": kept,
-               "keep_freed_memory_reason": why, "world_size": self.dist.world_size, "amp": amp}
+               "keep_freed_memory_reason": why, **self.workers.env(), "world_size": self.dist.world_size, "amp": amp}
         path = self.run_dir / "env.json"
         if resumed_at is not None:
             try:
@@ -302,8 +306,7 @@ class Trainer:
         s = derive_seed(self.cfg.seed, epoch)
         seed_everything(s)
         self.generator.manual_seed(s)
-        self.sampler.set_epoch(epoch, skip=skip_steps * self.local_batch)
-        self.train_set.set_epoch(epoch, self.cfg.seed)
+        self.sampler.set_epoch(epoch, skip=skip_steps * self.local_batch)  # its items carry the epoch to the workers
 
     def _train_epoch(self, epoch: int, partial: dict | None = None) -> dict:
         """One epoch (or its remainder after an interrupt: ``partial`` holds the sums so far).
@@ -439,8 +442,18 @@ class Trainer:
                 self._status("failed", error=f"{type(exc).__name__}: {exc}")
             raise
         finally:
+            self._stop_workers()
             if lock is not None:
                 lock.release()
+
+    def _stop_workers(self) -> None:
+        """End the loader's persistent workers now: a sweep runs many trainers in one process,
+        and each one's workers would otherwise live until its trainer is garbage-collected."""
+        it = getattr(self.train_loader, "_iterator", None)
+        if it is not None:
+            self.train_loader._iterator = None
+            if hasattr(it, "_shutdown_workers"):
+                it._shutdown_workers()
 
     def _remove_new_folders(self, created: list[Path]) -> None:
         """A run that fails before its first epoch leaves nothing: remove the folders it made."""

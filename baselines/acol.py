@@ -11,11 +11,15 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from wslbench.methods import Method, Prediction
+from wslbench.methods import Method
 from wslbench.methods.backbone import create_backbone
-from wslbench.methods.maps import minmax_normalize, select_class, upsample
+from wslbench.methods.maps import MapRecipe, minmax_normalize, native_prediction, select_class
 from wslbench.methods.pooling import avg_pool
 from wslbench.options import Backbone, OutputStride, Pretrained
+
+#: the two branches' fused map, bilinear to the input, min-max per image
+FUSED_RECIPE = MapRecipe(stored="the maximum of the two branches' min-max-normalised maps of the predicted class, "
+                                "at the trunk's resolution")
 
 #: wsolevaluation config.py acol_threshold (Zhang et al. 2018's erasing threshold delta)
 ERASE_THRESHOLD = 0.7
@@ -78,4 +82,4 @@ class Acol(Method):
         classes = logits_a.argmax(dim=1)
         fused = torch.maximum(minmax_normalize(select_class(maps_a.float(), classes)),
                               minmax_normalize(select_class(maps_b.float(), classes)))
-        return Prediction(logits=logits_a, maps=minmax_normalize(upsample(fused, images.shape[-2:])))
+        return native_prediction(logits_a, fused, images.shape[-2:], FUSED_RECIPE)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from wslbench.methods import Method, Prediction
+from wslbench.methods import Method
+from wslbench.methods.maps import FULL_RESOLUTION, native_prediction
 
 
 class AllOnes(Method):
@@ -18,4 +19,4 @@ class AllOnes(Method):
 
     def predict(self, images):
         b, _, h, w = images.shape
-        return Prediction(logits=None, maps=torch.ones(b, h, w, device=images.device))
+        return native_prediction(None, torch.ones(b, h, w, device=images.device), (h, w), FULL_RESOLUTION)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from wslbench.methods import Method, Prediction
+from wslbench.methods import Method
 from wslbench.methods.backbone import create_backbone
-from wslbench.methods.maps import localization_map
+from wslbench.methods.maps import class_map_prediction
 from wslbench.methods.pooling import avg_pool, lse_pool, max_pool
 from wslbench.options import Backbone, OutputStride, PositiveFloat, Pretrained
 
@@ -32,7 +32,7 @@ class ClassMapMethod(Method):
     def predict(self, images):
         maps = self.class_maps(images)
         logits = self.pool(maps)
-        return Prediction(logits=logits, maps=localization_map(maps, logits, images.shape[-2:]))
+        return class_map_prediction(maps, logits, images.shape[-2:])
 
 
 class CamAvg(ClassMapMethod):

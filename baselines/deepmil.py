@@ -17,10 +17,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from wslbench.methods import Method, Prediction
+from wslbench.methods import Method
 from wslbench.methods.backbone import create_backbone
-from wslbench.methods.maps import minmax_normalize, select_class, upsample
+from wslbench.methods.maps import MapRecipe, native_prediction, select_class
 from wslbench.options import Annotated, Backbone, Field, OutputStride, PositiveInt, Pretrained
+
+#: the predicted class's attention map, bilinear to the input, min-max per image
+ATTENTION_RECIPE = MapRecipe(stored="the predicted class's attention map at the trunk's resolution")
 
 
 #: instance embedding width (Ilse et al. 2018; their code's L = 500) and attention hidden width (D = 128)
@@ -81,4 +84,4 @@ class DeepMil(Method):
     def predict(self, images):
         logits, attn = self.pool(self.trunk(images))
         chosen = select_class(attn, logits.argmax(dim=1))
-        return Prediction(logits=logits, maps=minmax_normalize(upsample(chosen, images.shape[-2:])))
+        return native_prediction(logits, chosen, images.shape[-2:], ATTENTION_RECIPE)

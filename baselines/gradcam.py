@@ -19,10 +19,13 @@ import torch
 from torch import nn
 
 from wslbench.errors import ConfigError
-from wslbench.methods import Method, Prediction
+from wslbench.methods import Method
 from wslbench.methods.backbone import create_backbone
-from wslbench.methods.maps import minmax_normalize, upsample
+from wslbench.methods.maps import MapRecipe, native_prediction
 from wslbench.options import Backbone, OutputStride, Pretrained
+
+#: Grad-CAM at the target layer, bilinear to the input, min-max per image
+GRADCAM_RECIPE = MapRecipe(stored="the predicted class's Grad-CAM at the target layer's resolution")
 
 
 def grad_cam(features: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -101,4 +104,4 @@ class GradCam(Method):
 
     def predict(self, images):
         logits, cam = self.gradcam_maps(images)
-        return Prediction(logits=logits, maps=minmax_normalize(upsample(cam, images.shape[-2:])))
+        return native_prediction(logits, cam, images.shape[-2:], GRADCAM_RECIPE)

@@ -20,7 +20,7 @@ from torch import nn
 from baselines.cam import CamAvg
 from baselines.gradcam import GradCam
 from wslbench.errors import ConfigError
-from wslbench.methods import Prediction
+from wslbench.methods.maps import FULL_RESOLUTION, native_prediction
 
 
 class _Logits(nn.Module):
@@ -86,7 +86,8 @@ class PosthocCam(GradCam):
                 maps = cam(input_tensor=images, targets=targets)
         self.zero_grad(set_to_none=True)  # the package back-propagates into the parameters
         self.train(was_training)
-        return Prediction(logits=logits, maps=torch.from_numpy(maps).to(images.device).clamp(0, 1))
+        return native_prediction(logits, torch.from_numpy(maps).to(images.device).clamp(0, 1), images.shape[-2:],
+                                 FULL_RESOLUTION)  # the package upsamples and normalises itself
 
 
 class GradCamPlusPlus(PosthocCam):

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from wslbench.methods import Method, Prediction
+from wslbench.methods import Method
 from wslbench.methods.backbone import create_backbone
-from wslbench.methods.maps import localization_map, minmax_normalize, select_class, upsample
+from wslbench.methods.maps import class_map_prediction, minmax_normalize, select_class, upsample
 from wslbench.methods.pooling import avg_pool
 from wslbench.methods.stages import StageTaps
 from wslbench.options import Backbone, OutputStride, Pretrained
@@ -135,4 +135,4 @@ class Spg(Method):
     def predict(self, images):
         maps = self.classmaps(self.trunk(images))
         logits = avg_pool(maps)
-        return Prediction(logits=logits, maps=localization_map(maps, logits, images.shape[-2:]))
+        return class_map_prediction(maps, logits, images.shape[-2:])

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from wslbench.errors import ConfigError
-from wslbench.methods import Method, Prediction
+from wslbench.methods import Method
+from wslbench.methods.maps import FULL_RESOLUTION, native_prediction
 from wslbench.methods.backbone import pretrained_source, pretrained_state_dict
 from wslbench.options import Annotated, Backbone, Field, OutputStride, Pretrained
 
@@ -49,4 +50,4 @@ class UNet(Method):
         return {"loss": loss}
 
     def predict(self, images):
-        return Prediction(logits=None, maps=torch.sigmoid(self.net(images).squeeze(1).float()))
+        return native_prediction(None, torch.sigmoid(self.net(images).squeeze(1).float()), images.shape[-2:], FULL_RESOLUTION)

@@ -11,9 +11,9 @@ Defaults and their sources (the min-max paper gives none for its Wildcat row):
       command's."""
 from __future__ import annotations
 
-from wslbench.methods import Method, Prediction
+from wslbench.methods import Method
 from wslbench.methods.backbone import create_backbone
-from wslbench.methods.maps import localization_map
+from wslbench.methods.maps import class_map_prediction
 from wslbench.methods.pooling import WildcatHead
 from wslbench.options import (Backbone, BottomK, DropoutRate, NonNegativeFloat, OutputStride, PositiveInt,
                               Pretrained, TopK)
@@ -35,4 +35,4 @@ class Wildcat(Method):
 
     def predict(self, images):
         logits, maps = self.head(self.trunk(images))
-        return Prediction(logits=logits, maps=localization_map(maps, logits, images.shape[-2:]))
+        return class_map_prediction(maps, logits, images.shape[-2:])

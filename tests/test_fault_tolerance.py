@@ -238,7 +238,9 @@ def test_an_evaluation_stopped_part_way_resumes_with_the_maps_it_made(tiny, tmp_
     trainer_module._STOP["requested"] = False
     calls.clear()
     counting(Trainer(cfg, broken, resume=True)).fit()
-    assert len(calls) == 12 - 5  # the 5 maps made before the stop are not predicted again
+    # the 5 test maps made before the stop are not predicted again; the 12 validation maps the
+    # record stores (wslbench.stored_maps) come after the test maps
+    assert len(calls) == 12 - 5 + 12
     assert not (broken / "eval_cache").exists()
     assert json.loads((broken / "status.json").read_text())["state"] == "finished"
     a, b = (json.loads((d / "eval.json").read_text()) for d in (straight, broken))
@@ -261,7 +263,8 @@ def test_map_cache_holds_the_maps_of_one_set_of_weights_only(tmp_path):
     MapCache(tmp_path / "c", key).put("sub/img1", prob, 1)
     MapCache(tmp_path / "c", key).put("img2", prob, None)
     kept = MapCache(tmp_path / "c", map_fingerprint(model, {"split": "test"}))
-    got, label = kept.get("sub/img1")
+    got, label, stored, recipe = kept.get("sub/img1")
+    assert stored is None and recipe is None  # put without a native map
     assert np.array_equal(got, prob) and label == 1 and kept.get("img2")[1] is None and len(kept) == 2
     assert map_fingerprint(model, {"split": "val"}) != key
     with torch.no_grad():

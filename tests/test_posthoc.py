@@ -162,7 +162,7 @@ def test_a_stopped_from_run_evaluation_resumes_where_it_stopped(gradcam_run, tmp
     calls.clear()
     monkeypatch.setattr(PosthocCam, "predict", predict)
     assert _from(gradcam_run, tmp_path / "broken", "layercam", "synthetic", *one).exit_code == 0
-    assert n_test == 12 and len(calls) == n_test - 3
+    assert n_test == 12 + 12 and len(calls) == n_test - 3  # 12 test images, then 12 validation maps for the record
     a, b = (json.loads((d / "synthetic" / "layercam" / "seed3" / "eval.json").read_text())
             for d in (tmp_path / "straight", tmp_path / "broken"))
     assert all(a[k] == b[k] for k in ("cls_error", "f1_pos", "f1_neg", "pxap"))
@@ -229,7 +229,7 @@ def test_a_stopped_score_cam_evaluation_resumes_in_a_fresh_clone(gradcam_run, tm
     one = ["--set", "data.eval_batch_size=1"]
     monkeypatch.setattr(pytorch_grad_cam.ScoreCAM, "get_cam_weights", get_cam_weights)
     assert _from(gradcam_run, tmp_path / "straight", "scorecam", "synthetic", *one).exit_code == 0
-    assert len(weighed) == 12
+    assert len(weighed) == 12 + 12  # the test images, then the validation images whose maps the record stores
     weighed.clear()
     monkeypatch.setattr(pytorch_grad_cam.ScoreCAM, "get_cam_weights",
                         lambda self, x, *args: get_cam_weights(self, x, *args, stop_after=4))
@@ -244,10 +244,25 @@ def test_a_stopped_score_cam_evaluation_resumes_in_a_fresh_clone(gradcam_run, tm
     weighed.clear()
     monkeypatch.setattr(pytorch_grad_cam.ScoreCAM, "get_cam_weights", get_cam_weights)
     assert _from(gradcam_run, tmp_path / "broken", "scorecam", "synthetic", *one).exit_code == 0
-    assert len(weighed) == 12 - 4
+    assert len(weighed) == 12 + 12 - 4
     a, b = (json.loads((d / "synthetic" / "scorecam" / "seed3" / "eval.json").read_text())
             for d in (tmp_path / "straight", tmp_path / "broken"))
     assert all(a[k] == b[k] for k in ("cls_error", "f1_pos", "f1_neg", "pxap"))
     assert (tmp_path / "straight" / "synthetic" / "scorecam" / "seed3" / "per_image.csv").read_bytes() == \
         (run_dir / "per_image.csv").read_bytes()
     assert not (run_dir / "eval_progress").exists() and not (run_dir / "eval_cache").exists()
+
+
+def test_a_committed_posthoc_record_is_reevaluated_from_its_source_classifier(gradcam_run, tmp_path):
+    """A record is committed without the post-hoc run's copy of the classifier (best.pt):
+    ``wslbench eval`` reads the source's again, gives the same scores and stores the maps."""
+    assert _from(gradcam_run, tmp_path, "gradcampp").exit_code == 0
+    run_dir = tmp_path / "synthetic" / "gradcampp" / "seed3"
+    before = json.loads((run_dir / "eval.json").read_text())
+    (run_dir / "best.pt").unlink()
+    (run_dir / "maps-test.npz").unlink()
+    r = CliRunner().invoke(main, ["eval", str(run_dir)])
+    assert r.exit_code == 0, r.output
+    after = json.loads((run_dir / "eval.json").read_text())
+    assert {k: v for k, v in after.items() if k != "options_not_recorded"} == before
+    assert (run_dir / "maps-test.npz").is_file() and (run_dir / "maps-val.npz").is_file()

@@ -131,7 +131,8 @@ def test_sweep_stopped_in_score_cam_resumes_in_a_fresh_clone_and_says_what_it_ke
     """The production case: Score-CAM's evaluation outlives a session. A signal during its test
     evaluation stops the sweep; in a fresh clone (no git-ignored map cache, the committed
     eval_progress only) ``--dry-run`` and the next sweep say how many test images are kept, and
-    the next sweep computes Score-CAM weights for the other images only."""
+    the next sweep computes Score-CAM weights for the other images only (and then for the
+    validation images whose maps the record stores)."""
     import pytorch_grad_cam
 
     from wslbench.train import trainer as trainer_module
@@ -164,7 +165,7 @@ def test_sweep_stopped_in_score_cam_resumes_in_a_fresh_clone_and_says_what_it_ke
     stop, weighed[:] = False, []
     res = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)])
     assert res.exit_code == 0 and "scorecam/seed0: resuming (3 test images kept" in res.output, res.output
-    assert len(weighed) == 8 - 3 and json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+    assert len(weighed) == 8 - 3 + 8 and json.loads((run_dir / "status.json").read_text())["state"] == "finished"
     assert not (run_dir / "eval_cache").exists() and not (run_dir / "eval_progress").exists()
 
 

@@ -142,7 +142,12 @@ def eval_cmd(run_dir, crf, device, checkpoint, maps_dir, dataset, data_root, cla
             raise WslbenchError("give a RUN_DIR, or --maps DIR --dataset NAME --out RUN_DIR")
         from wslbench.train.trainer import evaluate_run
 
-        if (Path(run_dir) / "config.yaml").is_file() and not (Path(run_dir) / checkpoint).is_file():
+        from wslbench.config import yaml_load
+
+        config = Path(run_dir) / "config.yaml"
+        posthoc = config.is_file() and checkpoint == "best.pt" and \
+            bool(((yaml_load(config.read_text()) or {}).get("eval") or {}).get("from_run"))  # reads its source's
+        if config.is_file() and not (Path(run_dir) / checkpoint).is_file() and not posthoc:
             found = sorted(p.name for p in Path(run_dir).glob("*.pt"))
             raise WslbenchError(f"--checkpoint: no file {checkpoint!r} in {run_dir} (checkpoints there: {', '.join(found) or 'none'})")
         result = evaluate_run(run_dir, crf=crf, device=device, checkpoint=checkpoint)
@@ -206,6 +211,50 @@ def figures(runs_dir, dataset, out_dir, experiment, n_images, data_root):
         click.echo(str(p))
     if found.skipped:
         click.echo(found.skipped_report(), err=True)
+
+
+@main.command()
+@click.argument("root", type=click.Path(file_okay=False, exists=True))
+@click.option("--protocol", default=None, type=click.Choice(["paper", "pixel_budget"]),
+              help="Choose tau by this protocol (default: each run's own).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="eval.protocol.* or eval.threshold of the rescore, e.g. --set eval.protocol.images_per_class=2.")
+@click.option("--crf/--no-crf", default=None, help="Also score dense-CRF refined masks (default: each run's own).")
+@friendly_errors
+def rescore(root, protocol, overrides, crf):
+    """Recompute every score of the finished runs under ROOT from the maps their records store
+    (no checkpoint, no trunk). With each run's own settings the run's files are rewritten as the
+    evaluation wrote them; other settings write into <run>/rescore/<name>/."""
+    from tqdm.auto import tqdm
+
+    from wslbench.config import parse_override
+    from wslbench.rescore import rescore_run, without_maps_reason
+    from wslbench.runs import find_run_dirs
+
+    proto, threshold = ({"name": protocol} if protocol else None), None
+    for text in overrides:
+        key, value = parse_override(text)
+        if key.startswith("eval.protocol."):
+            proto = {**(proto or {"name": "pixel_budget"}), key.split(".", 2)[2]: value}
+        elif key == "eval.threshold":
+            threshold = float(value)
+        else:
+            raise WslbenchError(f"--set {text}: a rescore changes only eval.protocol.* and eval.threshold")
+    runs = find_run_dirs(root)
+    if not runs:
+        raise WslbenchError(f"no run folder under {root}")
+    skipped = []
+    for run_dir in tqdm(runs, desc="rescore", unit="run", disable=len(runs) < 2):
+        why = without_maps_reason(run_dir)
+        if why is not None:
+            skipped.append(f"{run_dir}: {why}")
+            continue
+        done = rescore_run(run_dir, protocol=proto, threshold=threshold, crf=crf)
+        r = done.result
+        click.echo(f"{done.out_dir}: F1+ {r['f1_pos']:.4f}  F1- {r['f1_neg']:.4f}  PxAP {r.get('pxap', float('nan')):.4f}"
+                   f"  tau {r['threshold']:.3f}")
+    if skipped:
+        click.echo(f"{len(skipped)} run(s) not rescored:\n  " + "\n  ".join(skipped), err=True)
 
 
 @main.command()

@@ -131,6 +131,9 @@ DEFAULTS: dict[str, Any] = {
         "threshold": 0.5, "crf": False, "crf_params": {}, "save_masks": True,
         "pad_multiple": 0,  # reflect-pad test images to a multiple of this (0 = off; paper configs 32, authors loader.py)
         "save_maps": False,  # also write maps/<id>.npy (float32 in [0, 1]; `wslbench eval --maps` reads them)
+        # maps-test.npz / maps-val.npz: every image's native map + its recipe, so that `wslbench rescore`
+        # recomputes every score without a checkpoint (wslbench.stored_maps)
+        "store_maps": True,
         "curve_interval": 0.001,  # threshold grid of PxAP and F1(t): wsolevaluation's cam_curve_interval
         # checkpoint and threshold selection (wslbench.protocols); ties: later = the authors'
         # train_deepmil.py keeps the latest epoch with the lowest validation error (<=)
@@ -163,6 +166,7 @@ EVAL_TYPES: dict[str, Any] = {
     "save_masks": bool,
     "figures": bool,
     "save_maps": bool,
+    "store_maps": bool,
     "curve_interval": Annotated[float, Field(gt=0, le=0.5)],
     "pad_multiple": NonNegativeInt,  # 0 = off; 32 in the paper configs (authors' loader.py force_div_32)
     "protocol": dict | str,  # checked by wslbench.protocols (its own one-line messages)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ from wslbench.curves import CURVE_INTERVAL, CurveAccumulator, threshold_grid
 from wslbench.errors import RunInterrupted, WslbenchError
 from wslbench.eval_padding import crop_to_box, pad_to_multiple
 from wslbench.io import atomic_save, atomic_write_bytes, atomic_write_json, atomic_write_text
+from wslbench.methods.maps import MapRecipe
 from wslbench.metrics import RECALL_GRID, classification_error, f1_pos_neg, interpolated_pr, mean_score
+from wslbench.stored_maps import StoredMap, maps_file, write_maps
 
 #: how CAM-style maps reach [0, 1] (wslbench.methods.maps.minmax_normalize); eval.json says it
 MINMAX_PER_IMAGE = "min-max per image"
@@ -40,6 +43,10 @@ class ImagePrediction:
     prob: np.ndarray  # (H, W) float32 in [0, 1]
     mask: np.ndarray  # (H, W) bool ground truth
     image: np.ndarray | None  # (H, W, 3) uint8, as the model saw it (for CRF and figures)
+    # the native map and the recipe that made ``prob`` from it (what a run's record stores,
+    # wslbench.stored_maps); None for a method that declares no recipe, or maps from other code
+    stored: "StoredMap | None" = None
+    recipe: "MapRecipe | None" = None
 
 
 class FingerprintedFolder:
@@ -83,21 +90,32 @@ class MapCache(FingerprintedFolder):
     def _path(self, image_id: str) -> Path:
         return self.folder / self.entries / f"{image_id}.npz"
 
-    def get(self, image_id: str) -> tuple[np.ndarray, int | None] | None:
-        """(map, predicted label) of an image predicted before, else None (also for a torn file)."""
+    def get(self, image_id: str) -> tuple[np.ndarray, int | None, StoredMap | None, MapRecipe | None] | None:
+        """(map, predicted label, native map, recipe) of an image predicted before, else None (also
+        for a torn file); the last two are None when the method declares no recipe."""
         path = self._path(image_id)
         if not path.is_file():
             return None
         try:
-            with np.load(path) as z:
+            with np.load(path, allow_pickle=False) as z:
                 label = int(z["pred_label"])
-                return z["prob"], (None if label < 0 else label)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                label = None if label < 0 else label
+                stored = recipe = None
+                if "native" in z:
+                    recipe = MapRecipe.from_dict(json.loads(str(z["recipe"])))
+                    stored = StoredMap(image_id, z["native"], tuple(z["size"].tolist()), tuple(z["box"].tolist()), label)
+                return z["prob"], label, stored, recipe
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
             return None
 
-    def put(self, image_id: str, prob: np.ndarray, pred_label: int | None) -> None:
+    def put(self, image_id: str, prob: np.ndarray, pred_label: int | None, stored: StoredMap | None = None,
+            recipe: MapRecipe | None = None) -> None:
+        extra = {}
+        if stored is not None and recipe is not None:
+            extra = {"native": stored.native, "size": np.array(stored.size), "box": np.array(stored.box),
+                     "recipe": np.array(json.dumps(recipe.to_dict()))}
         atomic_save(self._path(image_id), lambda buf: np.savez(
-            buf, prob=prob.astype(np.float32), pred_label=np.int64(-1 if pred_label is None else pred_label)))
+            buf, prob=prob.astype(np.float32), pred_label=np.int64(-1 if pred_label is None else pred_label), **extra))
 
 
 class ArrayMemo(FingerprintedFolder):
@@ -184,8 +202,7 @@ def predict_dataset(
             images = images.contiguous(memory_format=torch.channels_last)
         cached = [cache.get(i) for i in batch["id"]] if cache is not None else [None]
         if all(c is not None for c in cached):
-            probs = [c[0] for c in cached]
-            labels = [c[1] for c in cached]
+            probs, labels, stored, recipes = (list(c) for c in zip(*cached))
         else:
             if should_stop is not None and should_stop():
                 where = f"; the maps of {len(cache)} images are kept in {cache.folder}" if cache is not None else ""
@@ -196,9 +213,15 @@ def predict_dataset(
                 pred = method.predict(padded)
             probs = crop_to_box(pred.maps, box).float().clamp(0, 1).cpu().numpy()
             labels = pred.logits.argmax(1).cpu().tolist() if pred.logits is not None else [None] * len(probs)
+            stored, recipes = [None] * len(probs), [pred.recipe] * len(probs)
+            if pred.native is not None and pred.recipe is not None:
+                natives = pred.native.float().cpu().numpy()
+                size = tuple(int(v) for v in padded.shape[-2:])
+                stored = [StoredMap(i, n, size, tuple(int(v) for v in box), lab)
+                          for i, n, lab in zip(batch["id"], natives, labels)]
             if cache is not None:
-                for i, prob, label in zip(batch["id"], probs, labels):
-                    cache.put(i, prob, label)
+                for i, prob, label, st, rec in zip(batch["id"], probs, labels, stored, recipes):
+                    cache.put(i, prob, label, st, rec)
         raw = denormalize(images, mean, std) if keep_images else [None] * len(probs)
         for i in range(len(probs)):
             yield ImagePrediction(
@@ -208,6 +231,8 @@ def predict_dataset(
                 prob=probs[i],
                 mask=batch["mask"][i].numpy().astype(bool),
                 image=raw[i],
+                stored=stored[i],
+                recipe=recipes[i] if stored[i] is not None else None,
             )
 
 
@@ -244,11 +269,21 @@ def score_predictions(
     curve_interval: float = CURVE_INTERVAL,
     split: str = "test",
     extra: dict | None = None,
+    store_maps: bool = False,
+    maps_meta: dict | None = None,
+    kept: dict | None = None,
+    before_write: Callable[[], None] | None = None,
 ) -> dict:
     """Score maps (from any source) against their masks and write the run's evaluation files:
-    eval.json, per_image.csv, pr_curve.csv, threshold_curves.csv, masks/ (and maps/*.npy)."""
+    eval.json, per_image.csv, pr_curve.csv, threshold_curves.csv, masks/ (and maps/*.npy).
+    ``store_maps``: also the native maps, when every prediction carries one, in
+    ``maps-<split>.npz`` (wslbench.stored_maps; ``maps_meta`` adds to its header), written before
+    eval.json. ``kept``: entries of an earlier eval.json that this one keeps where it does not
+    compute them itself (a rescore); ``extra`` entries are added last. ``before_write`` is called
+    once every map is scored, before any file is written."""
     out_dir = Path(out_dir)
-    rows, preds, labels, crf_inputs = [], [], [], []
+    rows, preds, labels, crf_inputs, stored = [], [], [], [], []
+    recipe = None
     curves = {"pos": [], "neg": []}
     grid = threshold_grid(curve_interval)
     acc = CurveAccumulator(grid=grid)
@@ -271,10 +306,16 @@ def score_predictions(
             atomic_save(out_dir / "maps" / f"{p.id}.npy", lambda buf, a=p.prob: np.save(buf, a.astype(np.float32)))
         if crf:
             crf_inputs.append((p.image, p.prob, p.mask))
+        if store_maps:
+            stored.append(p.stored)
+            recipe = recipe or p.recipe
     if not rows:
         raise WslbenchError(f"nothing to evaluate: the {split} split has no image")
+    if before_write is not None:
+        before_write()
     (f1_pos, n_pos), (f1_neg, n_neg) = (mean_score(r[k] for r in rows) for k in ("f1_pos", "f1_neg"))
     result = {
+        **(kept or {}),
         "cls_error": classification_error(preds, labels) if classifies else None,
         "f1_pos": f1_pos,
         "f1_neg": f1_neg,
@@ -298,6 +339,10 @@ def score_predictions(
             result[k], result["n_empty_both"][k] = mean_score(r[k] for r in rows)
         result.update({f"crf_{k}": v for k, v in crf_acc.summary().items()})
     result.update(extra or {})
+    if store_maps and recipe is not None and all(m is not None for m in stored):
+        write_maps(maps_file(out_dir, split), stored, recipe, {
+            "split": split, "classifies": classifies, "crf_applicable": crf_applicable,
+            "map_normalization": map_normalization, **(maps_meta or {})})
     write_pr_curve(out_dir / "pr_curve.csv", curves)
     write_threshold_curves(out_dir / "threshold_curves.csv", acc.table())
     buf = io.StringIO()
@@ -327,8 +372,11 @@ def evaluate(
     pad_multiple: int = 0,
     cache: MapCache | None = None,
     should_stop: Callable[[], bool] | None = None,
+    store_maps: bool = False,
+    before_write: Callable[[], None] | None = None,
 ) -> dict:
-    """Score ``method`` on ``dataset`` and write eval.json, per_image.csv and masks/ under out_dir;
+    """Score ``method`` on ``dataset`` and write eval.json, per_image.csv and masks/ under out_dir
+    (with ``store_maps``, the native maps too: score_predictions);
     with a ``cache`` (see predict_dataset), a stopped evaluation resumes, and the cache goes once
     eval.json is written."""
     result = score_predictions(
@@ -346,6 +394,9 @@ def evaluate(
         curve_interval=curve_interval,
         split=dataset.split,
         extra=extra,
+        store_maps=store_maps,
+        maps_meta={"pad_multiple": pad_multiple},
+        before_write=before_write,
     )
     if cache is not None:
         cache.clear()

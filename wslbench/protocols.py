@@ -181,8 +181,15 @@ class Protocol:
         if self.cfg.name == PAPER:
             return self.paper_threshold, self.describe()
         idx = self.budget_indices(val_set)
+        return self.threshold_from(val_set, predict_dataset(method, val_set, device, batch_size, amp, channels_last,
+                                                            indices=idx))
+
+    def threshold_from(self, val_set, predictions) -> tuple[float, dict]:
+        """tau from the predictions of the budget's validation images (``budget_indices``, in
+        that order): predicted now, or read back from a record's stored maps (a rescore)."""
+        idx = self.budget_indices(val_set)
         acc = CurveAccumulator(grid=self.grid)
-        for p in predict_dataset(method, val_set, device, batch_size, amp, channels_last, indices=idx):
+        for p in predictions:
             acc.add(p.prob, p.mask)
         tau = best_threshold(self._criterion(acc), self.grid)
         info = self.describe()

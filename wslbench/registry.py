@@ -25,6 +25,21 @@ class Entry:
     description: str
     source: str  # "entry point <value>" or the defining module
 
+    @property
+    def package(self) -> dict | None:
+        """The installed distribution that provides the object: {"name", "version"}, None when its
+        module belongs to none (a script's own registration). env.json records it: a plugin's
+        method changes with its package's version, not with wslbench's commit."""
+        from importlib.metadata import PackageNotFoundError, packages_distributions, version
+
+        top = (getattr(self.obj, "__module__", "") or "").split(".")[0]
+        for dist in packages_distributions().get(top, []):
+            try:
+                return {"name": dist, "version": version(dist)}
+            except PackageNotFoundError:
+                continue
+        return None
+
 
 class _Registry:
     def __init__(self, kind: str, group: str):

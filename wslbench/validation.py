@@ -192,6 +192,43 @@ def validate(cfg: RunConfig) -> RunConfig:
     return _build(check_config(cfg.to_dict()))
 
 
+def _plain(v):
+    """A default as YAML can write it (tuples as lists); None for what YAML cannot hold."""
+    if isinstance(v, (tuple, list)):
+        items = [_plain(x) for x in v]
+        return None if any(x is None and y is not None for x, y in zip(items, v)) else items
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    return None
+
+
+def with_declared_defaults(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with every option of its method and data set that the config layers leave out set
+    to the value the code declares (its signature default), and ``data.mean``/``data.std`` to
+    what the run normalises with: what config.yaml records, so that a run rebuilt from its record
+    uses the values it ran with even after a default changes."""
+    from wslbench.methods.backbone import normalization_for
+
+    from wslbench.registry import dataset_entry, method_entry
+
+    d = cfg.to_dict()
+    for section, opts, obj in (("model", method_options(cfg.method), method_entry(cfg.method).obj),
+                               ("data", dataset_options(cfg.dataset), dataset_entry(cfg.dataset).obj)):
+        # options a class reads from its **kwargs (``extra_options``) declare no default of their own
+        undeclared = {k for c in getattr(obj, "__mro__", ()) for k in (c.__dict__.get("extra_options") or {})}
+        for name, opt in opts.options.items():
+            if name in d[section] or opt.default is NO_DEFAULT or name in ("mean", "std") or name in undeclared:
+                continue
+            value = _plain(opt.default)
+            if value is not None or opt.default is None:
+                d[section][name] = value
+    mean, std = normalization_for(cfg)
+    d["data"]["mean"], d["data"]["std"] = list(mean), list(std)
+    return _build(d)
+
+
 # --- `wslbench config show` -----------------------------------------------------------------------
 def _shown_value(v) -> str:
     import yaml

@@ -20,6 +20,10 @@ from torch import nn
 class Prediction:
     logits: torch.Tensor | None  # (B, C) class scores; None when the method does not classify
     maps: torch.Tensor  # (B, H, W) localization map in [0, 1] at input resolution
+    # the map at the resolution the method computes it, and how it became ``maps``
+    # (wslbench.methods.maps.MapRecipe); what a run's record stores. None: not declared
+    native: torch.Tensor | None = None
+    recipe: Any = None
 
 
 class Method(nn.Module):

@@ -1,8 +1,21 @@
-"""Turning class maps into localization maps: one shared path for every CAM-style method."""
+"""Turning class maps into localization maps: one shared path for every CAM-style method.
+
+A method's map exists first at the resolution it computes it (a stride-32 class map: about 400
+values for a GlaS image). :class:`MapRecipe` is what turns that *native* map into the map that is
+scored (upsampling, normalisation, any pointwise step). A method's ``predict`` builds its maps
+through its recipe (:func:`native_prediction`), evaluation stores the native maps with the
+recipe in the run's record (wslbench.stored_maps), and ``wslbench rescore`` applies the same
+recipe to them: evaluation and rescoring cannot drift apart.
+"""
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+
+#: MapRecipe.normalize values
+NORMALIZATIONS = ("minmax", "pseudo_binary", "none")
 
 
 def minmax_normalize(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -11,6 +24,21 @@ def minmax_normalize(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     lo = flat.min(dim=1).values.view(-1, *([1] * (maps.dim() - 1)))
     hi = flat.max(dim=1).values.view(-1, *([1] * (maps.dim() - 1)))
     return (maps - lo) / (hi - lo).clamp_min(eps)
+
+
+def pseudo_binary(maps: torch.Tensor, omega: float = 8.0, sigma: float = 0.5, norm: str = "image",
+                  eps: float = 1e-12) -> torch.Tensor:
+    """Min-max normalise (B, H, W) maps over each image (``image``) or over the whole batch
+    tensor (``batch``, the min-max authors' code), then the steep sigmoid
+    1 / (1 + exp(-omega (m - sigma))) (min-max's M+, paper eq. 4)."""
+    if norm == "batch":
+        lo, hi = maps.min(), maps.max()
+    else:
+        flat = maps.flatten(1)
+        lo = flat.min(dim=1).values.view(-1, 1, 1)
+        hi = flat.max(dim=1).values.view(-1, 1, 1)
+    normed = (maps - lo) / (hi - lo).clamp_min(eps)
+    return torch.sigmoid(omega * (normed - sigma))
 
 
 def upsample(maps: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:
@@ -25,6 +53,60 @@ def select_class(class_maps: torch.Tensor, classes: torch.Tensor) -> torch.Tenso
     return class_maps[torch.arange(class_maps.shape[0], device=class_maps.device), classes]
 
 
+@dataclass(frozen=True)
+class MapRecipe:
+    """How a native (B, h, w) map becomes the (B, H, W) map in [0, 1] that is scored: bilinear
+    upsampling to the input size (or none: the map is already there), then a per-image
+    normalisation: ``minmax`` (:func:`minmax_normalize`), ``pseudo_binary`` (min-max's
+    steep sigmoid after a min-max normalisation, with ``omega`` and ``sigma``) or ``none``.
+    ``stored`` says in words which map is the native one (e.g. the predicted class's)."""
+
+    stored: str = "the predicted class's map at the trunk's resolution"
+    upsample: bool = True
+    align_corners: bool = False
+    normalize: str = "minmax"
+    omega: float | None = None
+    sigma: float | None = None
+
+    def __post_init__(self):
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"MapRecipe.normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
+
+    def apply(self, native: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        maps = upsample(native, size, self.align_corners) if self.upsample else native
+        if self.normalize == "minmax":
+            return minmax_normalize(maps)
+        if self.normalize == "pseudo_binary":
+            return pseudo_binary(maps, self.omega, self.sigma, norm="image")
+        return maps
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MapRecipe":
+        return cls(**d)
+
+
+#: the CAM family's recipe: the predicted class's map, bilinear to the input, min-max per image
+CAM_RECIPE = MapRecipe()
+#: a map that only exists at the input's resolution (U-Net, the grad-cam package's maps)
+FULL_RESOLUTION = MapRecipe(stored="the map at the input's resolution", upsample=False, normalize="none")
+
+
+def native_prediction(logits: torch.Tensor | None, native: torch.Tensor, size: tuple[int, int],
+                      recipe: MapRecipe = CAM_RECIPE):
+    """The Prediction whose maps are ``recipe`` applied to ``native``, which it also carries."""
+    from wslbench.methods.base import Prediction
+
+    return Prediction(logits=logits, maps=recipe.apply(native, size), native=native, recipe=recipe)
+
+
 def localization_map(class_maps: torch.Tensor, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """The map of the predicted class, upsampled to ``size`` then min-max normalised per image."""
-    return minmax_normalize(upsample(select_class(class_maps, logits.argmax(dim=1)), size))
+    return CAM_RECIPE.apply(select_class(class_maps, logits.argmax(dim=1)), size)
+
+
+def class_map_prediction(class_maps: torch.Tensor, logits: torch.Tensor, size: tuple[int, int]):
+    """The CAM family's Prediction: the predicted class's map through :data:`CAM_RECIPE`."""
+    return native_prediction(logits, select_class(class_maps, logits.argmax(dim=1)), size, CAM_RECIPE)

@@ -27,7 +27,7 @@ from torch import nn
 from wslbench.errors import ConfigError
 from wslbench.methods import Method, Prediction
 from wslbench.methods.backbone import create_backbone
-from wslbench.methods.maps import upsample
+from wslbench.methods.maps import MapRecipe, native_prediction, pseudo_binary, upsample
 from wslbench.methods.pooling import WildcatHead
 from wslbench.options import (Annotated, Backbone, BottomK, DropoutRate, Field, Literal, NonNegativeFloat, NonNegativeInt,
                               OutputStride, PositiveFloat, PositiveInt, Pretrained, TopK, UnitInterval)
@@ -53,20 +53,6 @@ def negative_loss(scores: torch.Tensor) -> torch.Tensor:
 def posterior_weighted_map(scores: torch.Tensor, class_maps: torch.Tensor) -> torch.Tensor:
     """M_down = sum_k softmax(scores)_k F_k: (B, C), (B, C, h, w) -> (B, h, w)."""
     return torch.einsum("bc,bchw->bhw", F.softmax(scores.float(), dim=1), class_maps.float())
-
-
-def pseudo_binary(maps: torch.Tensor, omega: float = 8.0, sigma: float = 0.5, norm: str = "image",
-                  eps: float = 1e-12) -> torch.Tensor:
-    """Min-max normalise (B, H, W) maps over each image (``image``) or over the whole batch
-    tensor (``batch``, the authors' code), then the steep sigmoid 1 / (1 + exp(-omega (m - sigma)))."""
-    if norm == "batch":
-        lo, hi = maps.min(), maps.max()
-    else:
-        flat = maps.flatten(1)
-        lo = flat.min(dim=1).values.view(-1, 1, 1)
-        hi = flat.max(dim=1).values.view(-1, 1, 1)
-    normed = (maps - lo) / (hi - lo).clamp_min(eps)
-    return torch.sigmoid(omega * (normed - sigma))
 
 
 def trust_step(t: int, probs: torch.Tensor, labels: torch.Tensor, loss_t: torch.Tensor, loss_0: torch.Tensor,
@@ -249,6 +235,15 @@ class MinMax(Method):
         """Class from g(x * M+), localization M+ (no erasing). M+ is normalised per image here so
         a prediction does not depend on the evaluation batch (the authors evaluate with batch 1,
         where batch and per-image normalisation coincide)."""
-        m_pos = self.mask(self.segment(images)[2], norm="image")
-        logits = self.classify(images * m_pos.unsqueeze(1))
-        return Prediction(logits=logits, maps=m_pos)
+        scores, maps = self.headseg(self.trunk(images))
+        native = posterior_weighted_map(scores, maps)  # M at the trunk's resolution
+        pred = native_prediction(None, native, images.shape[-2:], self.recipe)  # M+ = recipe(M)
+        pred.logits = self.classify(images * pred.maps.unsqueeze(1))
+        return pred
+
+    @property
+    def recipe(self) -> MapRecipe:
+        """M -> M+: bilinear upscaling (``align_corners``), per-image min-max, sigmoid(omega (m - sigma))."""
+        return MapRecipe(stored="M, the softmax-weighted sum of f's class maps, at the trunk's resolution",
+                         align_corners=self.align_corners, normalize="pseudo_binary", omega=float(self.omega),
+                         sigma=float(self.sigma))

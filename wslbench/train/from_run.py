@@ -80,6 +80,26 @@ def config_from_source(cfg: RunConfig, source: str | Path, src: dict, seed_given
                    eval={**cfg.eval, "from_run": str(Path(source))})  # as given, like data.root: no machine's folders in records
 
 
+def _load_source_classifier(trainer, source: Path, src: dict) -> dict:
+    """Load the source run's best classifier into the trainer's post-hoc method; its checkpoint."""
+    ck = load_checkpoint(source / BEST, map_location=trainer.device)
+    try:
+        trainer.method.load_classifier(ck["method"], method_entry(src["method"]).obj)
+    except RuntimeError as exc:  # state-dict shape/key mismatch
+        raise ConfigError(f"--from {source}: its weights do not fit {trainer.cfg.method!r}: {exc}") from exc
+    return ck
+
+
+def restore_classifier(trainer, run_dir: Path) -> None:
+    """A finished post-hoc run's ``best.pt`` (its copy of the classifier, not committed with its
+    record) written again from its source run, for a re-evaluation (``wslbench eval``)."""
+    source = Path(trainer.cfg.eval["from_run"])
+    require_checkpoint(source)
+    ck = _load_source_classifier(trainer, source, yaml_load((source / "config.yaml").read_text()))
+    save_checkpoint(run_dir / BEST, {"epoch": 0, "method": trainer.method.state_dict(), "from_run": str(source),
+                                     "from_checkpoint_epoch": ck.get("epoch")})
+
+
 def evaluate_from_run(cfg: RunConfig, run_dir: str | Path) -> dict:
     """Load the source's best classifier into ``cfg.method`` and evaluate it on the test set;
     no optimiser step is taken. ``cfg`` comes from :func:`config_from_source`."""
@@ -94,11 +114,7 @@ def evaluate_from_run(cfg: RunConfig, run_dir: str | Path) -> dict:
     require_checkpoint(source)
     src = yaml_load((source / "config.yaml").read_text())
     trainer = Trainer(cfg, run_dir)
-    ck = load_checkpoint(source / BEST, map_location=trainer.device)
-    try:
-        trainer.method.load_classifier(ck["method"], method_entry(src["method"]).obj)
-    except RuntimeError as exc:  # state-dict shape/key mismatch
-        raise ConfigError(f"--from {source}: its weights do not fit {cfg.method!r}: {exc}") from exc
+    ck = _load_source_classifier(trainer, source, src)
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(run_dir)
     lock.acquire()

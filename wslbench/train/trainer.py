@@ -27,10 +27,11 @@ from tqdm.auto import tqdm
 from wslbench.config import LOADER_KEYS, RunConfig, data_root, dataset_options, from_dict
 from wslbench.errors import ConfigError, RunInterrupted, TrainingDiverged, WslbenchError
 from wslbench.curves import CURVE_INTERVAL
-from wslbench.evaluate import ArrayMemo, MapCache, autocast_for, evaluate, map_fingerprint
+from wslbench.evaluate import MINMAX_PER_IMAGE, ArrayMemo, MapCache, autocast_for, evaluate, map_fingerprint, predict_dataset
 from wslbench.io import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml, finished_result, read_jsonl
 from wslbench.protocols import Protocol
 from wslbench.registry import create_dataset, create_method
+from wslbench.stored_maps import maps_file, write_maps
 from wslbench.train.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from wslbench.train.fastpath import keep_freed_memory
 from wslbench.train.fastpath import resolve as resolve_fastpath
@@ -162,13 +163,28 @@ def stop_on_signals(message: str | None):
             signal.signal(sig, h)
 
 
+def build_dataset(cfg: RunConfig, split: str, augment: bool | None = None):
+    """The data set of a run's config, as training and evaluation see it (also for a rescore,
+    which builds no method)."""
+    from wslbench.methods.backbone import normalization_for
+
+    kwargs = dataset_options(cfg.data)
+    kwargs["mean"], kwargs["std"] = normalization_for(cfg)  # the config's, else the trunk's
+    return create_dataset(cfg.dataset, split=split, root=data_root(cfg.dataset, cfg.data.get("root")), augment=augment,
+                          **kwargs)
+
+
 class Trainer:
     """Build data + method from a RunConfig, train, checkpoint, evaluate."""
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: bool = False, dist_info: DistInfo | None = None):
-        from wslbench.validation import validate
+        from wslbench.validation import validate, with_declared_defaults
 
-        self.cfg = cfg = validate(cfg)  # every value's type and range, before anything is built
+        cfg = validate(cfg)  # every value's type and range, before anything is built
+        # the options the config leaves to the code's defaults, named in eval.json when the config
+        # came from a record written before config.yaml held them (from_run_dir)
+        self.unrecorded: list[str] = []
+        self.cfg = cfg = with_declared_defaults(cfg)  # config.yaml records every value the run uses
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.device = resolve_device(cfg.train.device)
@@ -199,17 +215,17 @@ class Trainer:
         d = yaml_load(path.read_text())
         if device:
             d.setdefault("train", {})["device"] = device
-        return cls(from_dict(d), run_dir)
+        trainer = cls(from_dict(d), run_dir)
+        trainer.unrecorded = sorted(
+            f"{section}.{k}" for section in ("model", "data")
+            for k in set(getattr(trainer.cfg, section)) - set(d.get(section) or {}))
+        return trainer
 
     def data_root(self):
         return data_root(self.cfg.dataset, self.cfg.data.get("root"))
 
     def dataset(self, split: str, augment: bool | None = None):
-        from wslbench.methods.backbone import normalization_for
-
-        kwargs = dataset_options(self.cfg.data)
-        kwargs["mean"], kwargs["std"] = normalization_for(self.cfg)  # the config's, else the trunk's
-        return create_dataset(self.cfg.dataset, split=split, root=self.data_root(), augment=augment, **kwargs)
+        return build_dataset(self.cfg, split, augment)
 
     def _build(self) -> None:
         cfg = self.cfg
@@ -284,7 +300,12 @@ class Trainer:
         # trainer's effective self.amp; fastpath.env() says why (amp_dtype/amp_reason, channels_last)
         amp = "bfloat16" if self.amp else "float32"
         kept, why = self.keep_freed_memory
+        from wslbench.registry import dataset_entry, method_entry
+
         env = {**environment_info(self.device, self.run_dir), **self.fastpath.env(), "keep_freed_memory": kept,
+               # the installed packages that provide the method and the data set (a plugin's own version)
+               "method_package": method_entry(self.cfg.method).package,
+               "dataset_package": dataset_entry(self.cfg.dataset).package,
                "keep_freed_memory_reason": why, **self.workers.env(), "world_size": self.dist.world_size, "amp": amp}
         path = self.run_dir / "env.json"
         if resumed_at is not None:
@@ -583,13 +604,16 @@ class Trainer:
         if prior.is_file():  # keep what training recorded when re-evaluating
             old = json.loads(prior.read_text())
             for k in ("epochs_run", "stopped_early", "train_time_s", "best_val", "selection", "diverged_at_epoch",
-                      "diverged"):
+                      "diverged", "from_run", "from_method", "from_checkpoint_epoch", "from_train_time_s"):
                 if k in old:
                     info[k] = old[k]
         # tau from the protocol: it reads the validation set only, never test_set
         tau, protocol_info = self.protocol.threshold(self.method, self.val_set, self.device, self.amp, self.channels_last)
         info.update(protocol_info)
+        if self.unrecorded:  # a record from before config.yaml held every option: say which were not in it
+            info["options_not_recorded"] = {k: self._option_value(k) for k in self.unrecorded}
         info.update(extra or {})
+        store_maps = bool(ev.get("store_maps", True))
         key = self._map_fingerprint(test_set.split)
         cache = MapCache(self.run_dir / EVAL_CACHE, key)
         self.method.keep_progress_in(self.run_dir / EVAL_PROGRESS, key)
@@ -612,6 +636,9 @@ class Trainer:
                 pad_multiple=ev.get("pad_multiple", 0),  # 0 = off; 32 in the paper configs (authors' loader.py)
                 cache=cache,
                 should_stop=stop_requested,
+                store_maps=store_maps,
+                # after the test maps, before eval.json: a finished run always has both
+                before_write=self._store_validation_maps if store_maps else None,
             )
         except RunInterrupted:
             self._status("interrupted", evaluating=test_set.split, maps_kept=len(cache),
@@ -626,19 +653,49 @@ class Trainer:
             run_pr_figure(self.run_dir)
         return result
 
+    def _option_value(self, key: str):
+        section, name = key.split(".", 1)
+        return getattr(self.cfg, section)[name]
+
+    def _store_validation_maps(self) -> None:
+        """maps-val.npz: the validation images' native maps as the protocol predicts them (a
+        pixel-budget rescore chooses tau on them); nothing for a method without a recipe. Kept in
+        the evaluation's cache as they are made, so that a stopped evaluation does not predict them
+        again."""
+        stored, recipe = [], None
+        cache = MapCache(self.run_dir / EVAL_CACHE / "val", self._map_fingerprint(self.val_set.split))
+        for p in predict_dataset(self.method, self.val_set, self.device, 1, self.amp, self.channels_last,
+                                 cache=cache, should_stop=stop_requested):
+            if p.stored is None:
+                return
+            stored.append(p.stored)
+            recipe = p.recipe
+        if stored:
+            write_maps(maps_file(self.run_dir, "val"), stored, recipe, {
+                "split": "val", "classifies": self.method.classifies, "crf_applicable": self.method.crf_applicable,
+                "map_normalization": getattr(self.method, "map_normalization", MINMAX_PER_IMAGE), "pad_multiple": 0})
+
     def _map_fingerprint(self, split: str) -> str:
         """What a stopped evaluation's maps (and progress) are valid for: these weights, data
         options and evaluation options (not the loader's, the CRF's or the figures')."""
         return map_fingerprint(self.method, {
             "method": self.cfg.method, "dataset": self.cfg.dataset, "split": split,
             "data": {k: v for k, v in self.cfg.data.items() if k not in LOADER_KEYS}, "model": self.cfg.model,
-            "eval": {k: v for k, v in self.cfg.eval.items() if k not in ("crf", "crf_params", "figures", "save_masks")},
+            "eval": {k: v for k, v in self.cfg.eval.items()
+                     if k not in ("crf", "crf_params", "figures", "save_masks", "store_maps")},
             "amp": self.amp, "channels_last": self.channels_last})
 
 
 def evaluate_run(run_dir: str | Path, crf: bool | None = None, device: str | None = None, checkpoint: str = BEST) -> dict:
-    """``wslbench eval RUN_DIR``: reload the run's config and checkpoint, evaluate on the test set."""
-    return Trainer.from_run_dir(run_dir, device=device).evaluate_test(checkpoint=checkpoint, crf=crf)
+    """``wslbench eval RUN_DIR``: reload the run's config and checkpoint, evaluate on the test set. A
+    post-hoc run (``eval.from_run``) whose own copy of the classifier is not on disk (records are
+    committed without it) reads it again from its source run."""
+    trainer = Trainer.from_run_dir(run_dir, device=device)
+    if checkpoint == BEST and trainer.cfg.eval.get("from_run") and not (Path(run_dir) / BEST).is_file():
+        from wslbench.train.from_run import restore_classifier
+
+        restore_classifier(trainer, Path(run_dir))
+    return trainer.evaluate_test(checkpoint=checkpoint, crf=crf)
 
 
 def run(cfg: RunConfig, out: str | Path = "results/runs", resume: bool = False, run_dir: str | Path | None = None) -> dict:

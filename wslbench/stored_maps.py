@@ -1,0 +1,131 @@
+"""A run's maps in its record: the native map of every evaluated image, with the recipe that turns
+it into the scored map, so that every score can be recomputed without a checkpoint or a trunk
+(``wslbench rescore``, wslbench.rescore).
+
+One file per split, ``maps-<split>.npz`` (numpy's zip of plain arrays, no pickle):
+
+- ``meta``: JSON text: the format version, the split, the method's recipe
+  (wslbench.methods.maps.MapRecipe), its evaluation flags (``classifies``, ``crf_applicable``,
+  ``map_normalization``), the geometry (``pad_multiple``) and the encoding;
+- ``ids``, ``pred_label`` (-1: the method does not classify), ``size`` (the (H, W) the recipe
+  upsamples to: the padded input), ``box`` (top, left, height, width of the image in it) and
+  ``shape`` (the native map's (h, w)), one row per image;
+- the maps themselves, concatenated: ``float32`` values, exact (a stride-32 GlaS map is about 400
+  values), or, for a map that only exists at the input's resolution (U-Net, the grad-cam
+  package's maps), ``png16``: each map rounded to a multiple of 1/65535 and stored as a 16-bit
+  PNG, off by at most 0.5/65535 (7.6e-6) per pixel.
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wslbench.errors import WslbenchError
+from wslbench.eval_padding import crop_to_box
+from wslbench.io import atomic_save
+from wslbench.methods.maps import MapRecipe
+
+FORMAT = 1
+#: the 16-bit PNG's scale: a map value v is stored as round(v * PNG16_SCALE)
+PNG16_SCALE = 65535
+
+
+def maps_file(run_dir: str | Path, split: str) -> Path:
+    return Path(run_dir) / f"maps-{split}.npz"
+
+
+@dataclass
+class StoredMap:
+    """One image's native map and where it goes: ``size`` is what the recipe upsamples to,
+    ``box`` (top, left, h, w) the image inside that (padded) size."""
+
+    id: str
+    native: np.ndarray  # (h, w) float32
+    size: tuple[int, int]
+    box: tuple[int, int, int, int]
+    pred_label: int | None
+
+    def scored_map(self, recipe: MapRecipe) -> np.ndarray:
+        """The (h, w) map in [0, 1] that evaluation scores, by the same steps as evaluation:
+        recipe, crop to the image, clamp (wslbench.evaluate.predict_dataset)."""
+        native = torch.from_numpy(np.ascontiguousarray(self.native))[None]
+        return crop_to_box(recipe.apply(native, self.size), self.box).float().clamp(0, 1).numpy()[0]
+
+
+def encoding_for(recipe: MapRecipe) -> str:
+    """float32 for maps below the input's resolution (small, exact), png16 for full-resolution ones."""
+    return "float32" if recipe.upsample else "png16"
+
+
+def _png16(values: np.ndarray) -> bytes:
+    from PIL import Image
+
+    q = np.round(np.clip(values, 0, 1) * PNG16_SCALE).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(q).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _from_png16(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return (np.asarray(im, dtype=np.float64) / PNG16_SCALE).astype(np.float32)
+
+
+def write_maps(path: str | Path, maps: list[StoredMap], recipe: MapRecipe, meta: dict) -> None:
+    """Write one split's maps (atomically); ``meta`` adds to what the file says of itself."""
+    if not maps:
+        raise WslbenchError(f"no map to store in {path}")
+    encoding = encoding_for(recipe)
+    head = {"format": FORMAT, "recipe": recipe.to_dict(), "encoding": encoding, **meta}
+    arrays = {
+        "meta": np.array(json.dumps(head, sort_keys=True)),
+        "ids": np.array([m.id for m in maps]),
+        "pred_label": np.array([-1 if m.pred_label is None else int(m.pred_label) for m in maps], dtype=np.int64),
+        "size": np.array([m.size for m in maps], dtype=np.int64).reshape(-1, 2),
+        "box": np.array([m.box for m in maps], dtype=np.int64).reshape(-1, 4),
+        "shape": np.array([m.native.shape for m in maps], dtype=np.int64).reshape(-1, 2),
+    }
+    if encoding == "float32":
+        arrays["values"] = np.concatenate([np.asarray(m.native, dtype=np.float32).ravel() for m in maps])
+    else:
+        blobs = [_png16(m.native) for m in maps]
+        arrays["png"] = np.frombuffer(b"".join(blobs), dtype=np.uint8)
+        arrays["png_offsets"] = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
+    atomic_save(path, lambda buf: np.savez_compressed(buf, **arrays))
+
+
+def read_maps(path: str | Path) -> tuple[dict, MapRecipe, list[StoredMap]]:
+    """(meta, recipe, maps) of a ``maps-<split>.npz``; WslbenchError naming the file when it
+    cannot be read."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            ids, labels = z["ids"].tolist(), z["pred_label"].tolist()
+            sizes, boxes, shapes = z["size"].tolist(), z["box"].tolist(), z["shape"].tolist()
+            if meta.get("encoding") == "float32":
+                values = z["values"]
+                ends = np.cumsum([h * w for h, w in shapes])
+                natives = [values[e - h * w:e].reshape(h, w) for e, (h, w) in zip(ends, shapes)]
+            else:
+                png, offsets = z["png"].tobytes(), z["png_offsets"].tolist()
+                natives = [_from_png16(png[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]
+    except FileNotFoundError:
+        raise WslbenchError(f"no stored maps: {path} does not exist") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise WslbenchError(f"cannot read the stored maps {path}: {exc}") from None
+    if meta.get("format") != FORMAT:
+        raise WslbenchError(f"{path}: stored-maps format {meta.get('format')!r}, this version reads {FORMAT}")
+    maps = [StoredMap(i, n, tuple(s), tuple(b), None if lab < 0 else int(lab))
+            for i, n, s, b, lab in zip(ids, natives, sizes, boxes, labels)]
+    return meta, MapRecipe.from_dict(meta["recipe"]), maps
+
+
+__all__ = ["StoredMap", "write_maps", "read_maps", "maps_file", "encoding_for", "FORMAT"]

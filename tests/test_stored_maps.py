@@ -148,3 +148,17 @@ def test_rescore_command_lists_the_runs_it_cannot_rescore(finished, tmp_path):
     assert "1 run(s) not rescored" in res.output and "no stored maps" in res.output
     bad = CliRunner().invoke(main, ["rescore", str(root), "--set", "optim.lr=1"])
     assert bad.exit_code == 2 and "only eval.protocol" in bad.output and "Traceback" not in bad.output
+
+
+def test_lossy_maps_are_rescored_beside_the_original_never_over_it(tmp_path):
+    d = tmp_path / "unet"
+    run(tiny_config("unet", epochs=1), run_dir=d)
+    meta, _, _ = read_maps(maps_file(d, "test"))
+    assert meta["encoding"] == "png16"
+    before = (d / "eval.json").read_bytes()
+    done = rescore_run(d)
+    assert done.out_dir == d / "rescore" / "paper" and (d / "eval.json").read_bytes() == before
+    original = json.loads(before)
+    for k in ("f1_pos", "f1_neg", "pxap"):  # 16-bit rounding moves the scores by little
+        assert abs(done.result[k] - original[k]) < 1e-3, k
+    assert done.result["rescored_from"] == "stored maps (png16, wslbench rescore)"

@@ -154,3 +154,53 @@ def test_evaluation_never_imports_the_trainer():
             "print(sorted(m for m in sys.modules if m.startswith('wslbench.train')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+class Shapes(Ramp):
+    """A Ramp that notes the input size of every prediction."""
+
+    seen: list = []
+
+    def predict(self, images):
+        Shapes.seen.append(tuple(images.shape[-2:]))
+        return super().predict(images)
+
+
+@pytest.mark.parametrize("eval_cfg, expected", [
+    ({"pad_multiple": 32}, (64, 64)),                          # 48 -> 64: the test's geometry
+    ({"pad_multiple": 32, "pad_validation": False}, (48, 48)),  # the geometry of the older records
+    ({"pad_multiple": 0}, (48, 48)),
+])
+def test_validation_is_predicted_with_the_tests_geometry(eval_cfg, expected):
+    val = create_dataset("synthetic", split="val", **{**SYN, "image_size": 48})
+    proto = Protocol.from_eval_config({**eval_cfg, "protocol": {"name": "pixel_budget", "images_per_class": 1}})
+    method, dev = Shapes(), torch.device("cpu")
+    Shapes.seen = []
+    record = proto.validate(method, val, dev)
+    tau, info = proto.threshold(method, val, dev)
+    assert "val_error" in record and 0 < tau < 1
+    assert set(Shapes.seen) == {expected} and len(Shapes.seen) == 12 + 3  # every validation image, then the budget's
+    # the record says which geometry selected the checkpoint (absent: unpadded, as before)
+    assert info.get("validation_pad_multiple", 0) == (32 if expected == (64, 64) else 0)
+
+
+def test_the_e160_grid_pins_the_unpadded_validation_of_its_earlier_rows():
+    from wslbench.sweep import expand, job_config, load_spec
+
+    from conftest import REPO
+
+    for name in ("glas_lite0.yaml", "glas_lite0_e160.yaml"):
+        spec = load_spec(REPO / "experiments" / name)
+        assert "eval.pad_validation=false" in spec["set"]
+        cfg = job_config(expand(spec)[0])
+        assert cfg.eval["pad_validation"] is False and cfg.eval["pad_multiple"] == 32
+    from wslbench.config import resolve
+
+    assert resolve("minmax", "glas").eval["pad_validation"] is True  # new experiments and the paper configs pad
+    # min-max's published schedule as a variant of the 160-epoch grid, beside the common step at 107
+    jobs = expand(load_spec(REPO / "experiments" / "glas_lite0_e160.yaml"))
+    sched = [job_config(j) for j in jobs if j.row == "minmax+sched"]
+    common = [job_config(j) for j in jobs if j.row == "minmax"]
+    assert len(sched) == len(common) == 3
+    assert {(c.optim.lr, c.optim.step_size, c.optim.gamma, c.optim.min_lr) for c in sched} == {(1e-3, 40, 0.1, 1e-7)}
+    assert {c.optim.step_size for c in common} == {107} and {c.train.epochs for c in sched + common} == {160}

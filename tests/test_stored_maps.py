@@ -82,7 +82,7 @@ def test_a_run_stores_small_maps_with_their_recipe(finished):
     assert len(maps) == 12 and recipe == MapRecipe()
     assert maps[0].native.shape == (6, 6) and maps[0].size == (96, 96) and maps[0].box == (12, 12, 72, 72)
     _, _, val = read_maps(maps_file(finished, "val"))
-    assert len(val) == 12 and val[0].size == (72, 72)  # validation is predicted without padding
+    assert len(val) == 12 and val[0].size == (96, 96)  # validation in the test geometry (eval.pad_validation)
     assert maps_file(finished, "test").stat().st_size < 20_000
 
 
@@ -162,3 +162,17 @@ def test_lossy_maps_are_rescored_beside_the_original_never_over_it(tmp_path):
     for k in ("f1_pos", "f1_neg", "pxap"):  # 16-bit rounding moves the scores by little
         assert abs(done.result[k] - original[k]) < 1e-3, k
     assert done.result["rescored_from"] == "stored maps (png16, wslbench rescore)"
+
+
+def test_tables_show_a_rescore_under_another_protocol_as_its_own_column_group(finished, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(finished, root / "exp" / "synthetic" / "cam-avg" / "seed0")
+    run_dir = root / "exp" / "synthetic" / "cam-avg" / "seed0"
+    rescore_run(run_dir, protocol={"name": "pixel_budget", "images_per_class": 1})
+    rescore_run(run_dir, threshold=0.3)  # the run's own protocol: no second row, no clash
+    res = CliRunner().invoke(main, ["tables", "--runs", str(root), "--out", str(tmp_path / "tables")])
+    assert res.exit_code == 0, res.output
+    table = (tmp_path / "tables" / "exp" / "table2.md").read_text()
+    assert "Synthetic [pixel budget (1/class)] F1+" in table and "Synthetic [paper] F1+" in table
+    pb = json.loads((run_dir / "rescore" / "pixel_budget-1" / "eval.json").read_text())
+    assert f"{100 * pb['f1_pos']:.2f}" in table  # the rescore's own numbers fill its column group

@@ -130,6 +130,9 @@ DEFAULTS: dict[str, Any] = {
     "eval": {
         "threshold": 0.5, "crf": False, "crf_params": {}, "save_masks": True,
         "pad_multiple": 0,  # reflect-pad test images to a multiple of this (0 = off; paper configs 32, authors loader.py)
+        # the validation images too (checkpoint selection, a pixel budget's tau, stored validation maps),
+        # as the authors pad both; false: the geometry of records made before 2026-12-07
+        "pad_validation": True,
         "save_maps": False,  # also write maps/<id>.npy (float32 in [0, 1]; `wslbench eval --maps` reads them)
         # maps-test.npz / maps-val.npz: every image's native map + its recipe, so that `wslbench rescore`
         # recomputes every score without a checkpoint (wslbench.stored_maps)
@@ -169,6 +172,7 @@ EVAL_TYPES: dict[str, Any] = {
     "store_maps": bool,
     "curve_interval": Annotated[float, Field(gt=0, le=0.5)],
     "pad_multiple": NonNegativeInt,  # 0 = off; 32 in the paper configs (authors' loader.py force_div_32)
+    "pad_validation": bool,
     "protocol": dict | str,  # checked by wslbench.protocols (its own one-line messages)
     "from_run": str | None,  # `run --from RUN_DIR`: the finished run whose classifier a post-hoc method reads
     "maps": str | None,  # `eval --maps DIR`: where the scored maps came from (recorded, not read again)

@@ -5,6 +5,10 @@ the trainer asks it for its validation score and whether an epoch is the new bes
 evaluation asks it for tau. Test images never enter a protocol: it only ever receives the
 validation set.
 
+Validation images are predicted in the test's geometry: reflect-padded to ``eval.pad_multiple``
+(the authors pad both, train_deepmil.py and loader.py) unless ``eval.pad_validation`` is false,
+the geometry of the records made before 2026-12-07.
+
 - ``paper`` (default; Belharbi et al. 2019): tau = ``eval.threshold`` (0.5), the checkpoint
   with the lowest validation classification error; the fully supervised U-Net, which does
   not classify, on the mean of validation F1+ and F1- at tau (F1+ alone rewards marking
@@ -86,10 +90,13 @@ def protocol_config(eval_cfg: dict | None) -> ProtocolConfig:
 class Protocol:
     """Checkpoint and threshold selection from the validation set only."""
 
-    def __init__(self, cfg: ProtocolConfig, threshold: float = PAPER_THRESHOLD, curve_interval: float = CURVE_INTERVAL):
+    def __init__(self, cfg: ProtocolConfig, threshold: float = PAPER_THRESHOLD, curve_interval: float = CURVE_INTERVAL,
+                 pad_multiple: int = 0):
         self.cfg = cfg
         self.paper_threshold = float(threshold)
         self.grid = threshold_grid(curve_interval)
+        #: the validation geometry: reflect-pad each validation image to a multiple of this (0: as it is)
+        self.pad_multiple = int(pad_multiple)
 
     @classmethod
     def from_eval_config(cls, eval_cfg: dict | None) -> "Protocol":
@@ -99,7 +106,14 @@ class Protocol:
             threshold_grid(grid_step)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"eval.curve_interval: {exc}") from exc
-        return cls(protocol_config(eval_cfg), float(eval_cfg.get("threshold", PAPER_THRESHOLD)), grid_step)
+        pad = int(eval_cfg.get("pad_multiple", 0) or 0) if eval_cfg.get("pad_validation", True) else 0
+        return cls(protocol_config(eval_cfg), float(eval_cfg.get("threshold", PAPER_THRESHOLD)), grid_step, pad)
+
+    def predict(self, method, val_set, device, amp: bool = False, channels_last: bool = False, batch_size: int = 1,
+                **kwargs):
+        """The validation predictions, in the protocol's geometry (``pad_multiple``)."""
+        return predict_dataset(method, val_set, device, batch_size, amp, channels_last, pad_multiple=self.pad_multiple,
+                               **kwargs)
 
     # --- which validation images carry pixel labels -------------------------------------------
     def budget_indices(self, val_set) -> list[int]:
@@ -142,13 +156,13 @@ class Protocol:
             return {}
         if key == "val_error":
             preds, labels = [], []
-            for p in predict_dataset(method, val_set, device, batch_size, amp, channels_last):
+            for p in self.predict(method, val_set, device, amp, channels_last, batch_size):
                 preds.append(p.pred_label)
                 labels.append(p.label)
             return {"val_error": classification_error(preds, labels)}
         if key == "val_f1_mean":
             pos, neg = [], []
-            for p in predict_dataset(method, val_set, device, batch_size, amp, channels_last):
+            for p in self.predict(method, val_set, device, amp, channels_last, batch_size):
                 a, b = f1_pos_neg(p.prob >= self.paper_threshold, p.mask)
                 pos.append(a)
                 neg.append(b)
@@ -158,7 +172,7 @@ class Protocol:
         budget = set(self.budget_indices(val_set))
         acc = CurveAccumulator(grid=self.grid)
         preds, labels = [], []
-        for i, p in enumerate(predict_dataset(method, val_set, device, batch_size, amp, channels_last)):
+        for i, p in enumerate(self.predict(method, val_set, device, amp, channels_last, batch_size)):
             preds.append(p.pred_label)
             labels.append(p.label)
             if i in budget:
@@ -181,8 +195,8 @@ class Protocol:
         if self.cfg.name == PAPER:
             return self.paper_threshold, self.describe()
         idx = self.budget_indices(val_set)
-        return self.threshold_from(val_set, predict_dataset(method, val_set, device, batch_size, amp, channels_last,
-                                                            indices=idx))
+        return self.threshold_from(val_set, self.predict(method, val_set, device, amp, channels_last, batch_size,
+                                                         indices=idx))
 
     def threshold_from(self, val_set, predictions) -> tuple[float, dict]:
         """tau from the predictions of the budget's validation images (``budget_indices``, in
@@ -201,5 +215,8 @@ class Protocol:
         source = ("paper: fixed" if self.cfg.name == PAPER else
                   f"chosen on {self.cfg.images_per_class or 'all'} pixel-labelled validation image(s) per class "
                   f"(maximises validation {self.cfg.criterion})")
-        return {"protocol": self.cfg.name, "protocol_config": asdict(self.cfg), "protocol_label": self.cfg.label(),
-                "threshold_source": source}
+        out = {"protocol": self.cfg.name, "protocol_config": asdict(self.cfg), "protocol_label": self.cfg.label(),
+               "threshold_source": source}
+        if self.pad_multiple > 1:  # absent: validation images predicted as they are (records before 2026-12-07)
+            out["validation_pad_multiple"] = self.pad_multiple
+        return out

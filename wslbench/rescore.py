@@ -22,7 +22,8 @@ from wslbench.protocols import PAPER, Protocol, protocol_config
 from wslbench.stored_maps import maps_file, read_maps
 
 #: eval.json entries that describe how tau was chosen: a rescore states its own
-PROTOCOL_KEYS = ("protocol", "protocol_config", "protocol_label", "threshold_source", "threshold_images")
+PROTOCOL_KEYS = ("protocol", "protocol_config", "protocol_label", "threshold_source", "threshold_images",
+                 "validation_pad_multiple")
 #: the folder (in a run) of rescores under other settings
 RESCORE = "rescore"
 
@@ -36,7 +37,9 @@ class Rescored:
 
 def _config(run_dir: Path) -> RunConfig:
     try:
-        return from_dict(yaml_load((run_dir / "config.yaml").read_text()))
+        from wslbench.train.trainer import old_geometry
+
+        return from_dict(old_geometry(yaml_load((run_dir / "config.yaml").read_text())))
     except FileNotFoundError:
         raise WslbenchError(f"{run_dir} is not a run folder (no config.yaml)") from None
 

@@ -78,9 +78,19 @@ class Run:
             return None
         return (self.config.get(section) or {}).get(key)
 
+    @property
+    def protocol(self) -> str:
+        """The selection protocol its scores were made under (eval.json; 'paper' before it was recorded)."""
+        return str((self.result or {}).get("protocol_label") or "paper")
+
+    @property
+    def record(self) -> Path:
+        """The run folder: ``path`` itself, or for a rescore (``<run>/rescore/<name>``) the run's."""
+        return self.path.parent.parent if self.path.parent.name == RESCORE_FOLDER else self.path
+
     def env(self) -> dict:
         try:
-            return json.loads((self.path / "env.json").read_text())
+            return json.loads((self.record / "env.json").read_text())
         except (OSError, ValueError):
             return {}
 
@@ -194,7 +204,28 @@ def discover(root: str | Path) -> Discovery:
             found.skipped.append((run_dir, f"not finished ({why})"))
         else:
             found.finished.append(run)
+            found.finished += rescored_under_other_protocols(run)
     return found
+
+
+#: where ``wslbench rescore`` puts results under other settings (wslbench.rescore.RESCORE)
+RESCORE_FOLDER = "rescore"
+
+
+def rescored_under_other_protocols(run: Run) -> list[Run]:
+    """The run's rescores under another selection protocol (``<run>/rescore/<name>/eval.json``),
+    each as a run of its own that tables show in that protocol's column group. Rescores under the
+    run's own protocol (another threshold, a CRF pass, lossy maps) are not table rows."""
+    out = []
+    for ev in sorted((run.path / RESCORE_FOLDER).glob("*/eval.json")):
+        try:
+            result = json.loads(ev.read_text())
+        except (OSError, ValueError):
+            continue
+        other = Run(ev.parent, run.config, run.experiment, "finished", result)
+        if isinstance(result, dict) and other.protocol != run.protocol:
+            out.append(other)
+    return out
 
 
 def check_cells(runs: list[Run]) -> None:
@@ -205,7 +236,7 @@ def check_cells(runs: list[Run]) -> None:
     cells: dict[tuple, Run] = {}
     rows: dict[tuple, Run] = {}
     for run in runs:
-        key = (run.experiment, run.dataset, run.variant, run.seed)
+        key = (run.experiment, run.dataset, run.variant, run.seed, run.protocol)
         if key in cells:
             raise WslbenchError(
                 f"two runs claim one cell (experiment {run.experiment}, {run.dataset}, {run.variant}, seed {run.seed}): "

@@ -88,7 +88,8 @@ def display_name(variant: str) -> str:
     """How a method, the min-max no-erasing variant or a tagged variant (``cam-max+big`` ->
     "CAM-Max (big)") is named in tables and figures."""
     names = {**METHOD_NAMES, NOERASE: "Ours, no erasing",
-             "minmax+maskimage": "Ours, mask per image"}  # model.mask_norm=image (paper text; code: batch)
+             "minmax+maskimage": "Ours, mask per image",  # model.mask_norm=image (paper text; code: batch)
+             "minmax+sched": "Ours, published schedule"}  # the authors' lr x 0.1 every 40 epochs
     if variant in names:
         return names[variant]
     method, _, tag = variant.partition("+")

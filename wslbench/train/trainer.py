@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from wslbench.config import LOADER_KEYS, RunConfig, data_root, dataset_options, from_dict
 from wslbench.errors import ConfigError, RunInterrupted, TrainingDiverged, WslbenchError
 from wslbench.curves import CURVE_INTERVAL
-from wslbench.evaluate import MINMAX_PER_IMAGE, ArrayMemo, MapCache, autocast_for, evaluate, map_fingerprint, predict_dataset
+from wslbench.evaluate import MINMAX_PER_IMAGE, ArrayMemo, MapCache, autocast_for, evaluate, map_fingerprint
 from wslbench.io import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml, finished_result, read_jsonl
 from wslbench.protocols import Protocol
 from wslbench.registry import create_dataset, create_method
@@ -163,6 +163,15 @@ def stop_on_signals(message: str | None):
             signal.signal(sig, h)
 
 
+def old_geometry(record_config: dict) -> dict:
+    """A record's config.yaml written before ``eval.pad_validation`` existed ran its validation
+    unpadded: read it so, not with today's default."""
+    ev = record_config.setdefault("eval", {})
+    if isinstance(ev, dict):
+        ev.setdefault("pad_validation", False)
+    return record_config
+
+
 def build_dataset(cfg: RunConfig, split: str, augment: bool | None = None):
     """The data set of a run's config, as training and evaluation see it (also for a rescore,
     which builds no method)."""
@@ -215,6 +224,7 @@ class Trainer:
         d = yaml_load(path.read_text())
         if device:
             d.setdefault("train", {})["device"] = device
+        old_geometry(d)
         trainer = cls(from_dict(d), run_dir)
         trainer.unrecorded = sorted(
             f"{section}.{k}" for section in ("model", "data")
@@ -664,8 +674,8 @@ class Trainer:
         again."""
         stored, recipe = [], None
         cache = MapCache(self.run_dir / EVAL_CACHE / "val", self._map_fingerprint(self.val_set.split))
-        for p in predict_dataset(self.method, self.val_set, self.device, 1, self.amp, self.channels_last,
-                                 cache=cache, should_stop=stop_requested):
+        for p in self.protocol.predict(self.method, self.val_set, self.device, self.amp, self.channels_last,
+                                       cache=cache, should_stop=stop_requested):
             if p.stored is None:
                 return
             stored.append(p.stored)
@@ -673,7 +683,8 @@ class Trainer:
         if stored:
             write_maps(maps_file(self.run_dir, "val"), stored, recipe, {
                 "split": "val", "classifies": self.method.classifies, "crf_applicable": self.method.crf_applicable,
-                "map_normalization": getattr(self.method, "map_normalization", MINMAX_PER_IMAGE), "pad_multiple": 0})
+                "map_normalization": getattr(self.method, "map_normalization", MINMAX_PER_IMAGE),
+                "pad_multiple": self.protocol.pad_multiple})
 
     def _map_fingerprint(self, split: str) -> str:
         """What a stopped evaluation's maps (and progress) are valid for: these weights, data

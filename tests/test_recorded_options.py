@@ -68,3 +68,23 @@ def test_a_changed_default_moves_neither_a_reevaluation_nor_a_rescore(lse_run, t
     shutil.copytree(lse_run, kept)
     rescore_run(kept)
     assert (kept / "eval.json").read_bytes() == (lse_run / "eval.json").read_bytes()
+
+
+def test_a_record_from_before_the_loader_and_map_keys_is_reevaluated(lse_run, tmp_path):
+    """config.yaml of older records has no data.num_workers/persistent_workers, eval.store_maps or
+    eval.pad_validation: re-evaluating one works, stores the maps and names what was not recorded."""
+    old = tmp_path / "old"
+    shutil.copytree(lse_run, old)
+    cfg = yaml.safe_load((old / "config.yaml").read_text())
+    for key in ("num_workers", "persistent_workers", "mean", "std", "region_radius"):
+        cfg["data"].pop(key, None)
+    for key in ("store_maps", "pad_validation"):
+        cfg["eval"].pop(key, None)
+    (old / "config.yaml").write_text(yaml.safe_dump(cfg))
+    for f in ("eval.json", "maps-test.npz", "maps-val.npz"):
+        (old / f).unlink()
+    result = evaluate_run(old)
+    original = json.loads((lse_run / "eval.json").read_text())
+    assert {k: result[k] for k in SCORES} == {k: original[k] for k in SCORES}
+    assert set(result["options_not_recorded"]) == {"data.mean", "data.std", "data.region_radius"}
+    assert (old / "maps-test.npz").is_file() and (old / "maps-val.npz").is_file()

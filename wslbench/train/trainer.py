@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from wslbench.config import LOADER_KEYS, RunConfig, data_root, dataset_options, from_dict
+from wslbench.config import DEFAULTS, LOADER_KEYS, RunConfig, data_root, dataset_options, from_dict
 from wslbench.errors import ConfigError, RunInterrupted, TrainingDiverged, WslbenchError
 from wslbench.curves import CURVE_INTERVAL
 from wslbench.evaluate import MINMAX_PER_IMAGE, ArrayMemo, MapCache, autocast_for, evaluate, map_fingerprint
@@ -263,8 +263,10 @@ class Trainer:
                 raise ConfigError(f"batch_size {batch_size} is not divisible by the {self.dist.world_size} processes")
             batch_size //= self.dist.world_size  # batch_size is the global batch
         self.local_batch = batch_size
-        self.workers = plan_workers(cfg.data["num_workers"], self.device.type, torch.get_num_threads(),
-                                    persistent=bool(cfg.data["persistent_workers"]),
+        loader = DEFAULTS["data"]  # a record written before these keys existed has neither
+        self.workers = plan_workers(cfg.data.get("num_workers", loader["num_workers"]), self.device.type,
+                                    torch.get_num_threads(),
+                                    persistent=bool(cfg.data.get("persistent_workers", loader["persistent_workers"])),
                                     processes_per_node=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         self.train_loader = DataLoader(
             EpochItems(self.train_set, cfg.seed),  # (epoch, index) items: workers may outlive an epoch

@@ -1,5 +1,5 @@
 """Sizes of the maps run records store (maps-test.npz + maps-val.npz), per run, and for maps
-stored lossily (16-bit PNG) what the encoding does to the scores: each such run is rescored from
+stored lossily (8-bit PNG) what the encoding does to the scores: each such run is rescored from
 its stored maps (in a temporary copy) and compared with the eval.json its evaluation wrote from
 the float maps.
 

@@ -14,7 +14,7 @@ from wslbench.cli import main
 from wslbench.methods.maps import MapRecipe, minmax_normalize, upsample
 from wslbench.registry import create_method, list_methods
 from wslbench.rescore import rescore_run
-from wslbench.stored_maps import PNG16_SCALE, StoredMap, maps_file, read_maps, write_maps
+from wslbench.stored_maps import PNG_SCALE, StoredMap, maps_file, read_maps, write_maps
 from wslbench.train import run
 from wslbench.train.trainer import evaluate_run
 
@@ -39,13 +39,13 @@ def test_every_methods_recipe_remakes_its_maps_from_the_stored_ones(name, tmp_pa
     assert float((remade - pred.maps.float()).abs().max()) < 1e-6
     if pred.recipe.upsample:  # a map below the input's resolution: that is what is stored
         assert pred.native.shape[-2:] != (72, 56) and pred.native.numel() < pred.maps.numel()
-    # through the file and back: float32 maps exactly, full-resolution ones within half a 16-bit step
+    # through the file and back: float32 maps exactly, full-resolution ones within half an 8-bit step
     labels = pred.logits.argmax(1).tolist() if pred.logits is not None else [None, None]
     stored = [StoredMap(f"im{i}", pred.native[i].float().numpy(), (72, 56), (0, 0, 72, 56), labels[i]) for i in range(2)]
     write_maps(tmp_path / "m.npz", stored, pred.recipe, {"split": "test"})
     meta, recipe, back = read_maps(tmp_path / "m.npz")
     assert recipe == pred.recipe and [m.pred_label for m in back] == labels
-    tolerance = 0.0 if meta["encoding"] == "float32" else 0.5 / PNG16_SCALE + 1e-7
+    tolerance = 0.0 if meta["encoding"] == "float32" else 0.5 / PNG_SCALE + 1e-7
     for i, m in enumerate(back):
         assert np.abs(m.scored_map(recipe) - pred.maps[i].float().clamp(0, 1).numpy()).max() <= tolerance
 
@@ -154,14 +154,14 @@ def test_lossy_maps_are_rescored_beside_the_original_never_over_it(tmp_path):
     d = tmp_path / "unet"
     run(tiny_config("unet", epochs=1), run_dir=d)
     meta, _, _ = read_maps(maps_file(d, "test"))
-    assert meta["encoding"] == "png16"
+    assert meta["encoding"] == "png8"
     before = (d / "eval.json").read_bytes()
     done = rescore_run(d)
     assert done.out_dir == d / "rescore" / "paper" and (d / "eval.json").read_bytes() == before
     original = json.loads(before)
-    for k in ("f1_pos", "f1_neg", "pxap"):  # 16-bit rounding moves the scores by little
+    for k in ("f1_pos", "f1_neg", "pxap"):  # 8-bit rounding moves the scores by little
         assert abs(done.result[k] - original[k]) < 1e-3, k
-    assert done.result["rescored_from"] == "stored maps (png16, wslbench rescore)"
+    assert done.result["rescored_from"] == "stored maps (png8, wslbench rescore)"
 
 
 def test_tables_show_a_rescore_under_another_protocol_as_its_own_column_group(finished, tmp_path):

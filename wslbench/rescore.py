@@ -4,7 +4,7 @@ pixel budget on a finished comparison is a rescore, not a retraining.
 
 Under the protocol and threshold the run was evaluated with, a rescore rewrites the run's own
 eval.json, per_image.csv, pr_curve.csv and threshold_curves.csv, byte for byte as the evaluation
-wrote them. Under anything else, and for maps stored lossily (16-bit PNG: U-Net, the grad-cam
+wrote them. Under anything else, and for maps stored lossily (8-bit PNG: U-Net, the grad-cam
 package's maps), the results go beside them, in ``rescore/<name>/`` of the run folder (never over
 the original), ``name`` saying what changed (e.g. ``pixel_budget-1``; ``paper`` for a lossy
 run's own protocol).
@@ -98,7 +98,7 @@ def rescore_run(run_dir: str | Path, protocol: dict | str | None = None, thresho
     crf = own_crf if crf is None else bool(crf)
     same = proto.cfg == own and (threshold is None or float(threshold) == float(cfg.eval.get("threshold", 0.5))) \
         and crf == own_crf
-    # lossy maps (16-bit PNG) do not give the evaluation's numbers back exactly: never over the original
+    # lossy maps (8-bit PNG) do not give the evaluation's numbers back exactly: never over the original
     exact = meta.get("encoding") == "float32"
     out_dir = run_dir if same and exact else run_dir / RESCORE / variant_name(
         {k: v for k, v in vars(proto.cfg).items() if k not in ("ties", "select_checkpoint")},

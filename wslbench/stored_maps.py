@@ -12,8 +12,9 @@ One file per split, ``maps-<split>.npz`` (numpy's zip of plain arrays, no pickle
   ``shape`` (the native map's (h, w)), one row per image;
 - the maps themselves, concatenated: ``float32`` values, exact (a stride-32 GlaS map is about 400
   values), or, for a map that only exists at the input's resolution (U-Net, the grad-cam
-  package's maps), ``png16``: each map rounded to a multiple of 1/65535 and stored as a 16-bit
-  PNG, off by at most 0.5/65535 (7.6e-6) per pixel.
+  package's maps), ``png8``: each map rounded to a multiple of 1/255 and stored as an 8-bit PNG,
+  off by at most 0.5/255 (0.002) per pixel. (16-bit PNG was tried first: 347 KB a GlaS image
+  against 45 KB, 35 MB for one run's maps against the 10 MB a record may take.)
 """
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ from wslbench.io import atomic_save
 from wslbench.methods.maps import MapRecipe
 
 FORMAT = 1
-#: the 16-bit PNG's scale: a map value v is stored as round(v * PNG16_SCALE)
-PNG16_SCALE = 65535
+#: the 8-bit PNG's scale: a map value v is stored as round(v * PNG_SCALE)
+PNG_SCALE = 255
 
 
 def maps_file(run_dir: str | Path, split: str) -> Path:
@@ -58,24 +59,24 @@ class StoredMap:
 
 
 def encoding_for(recipe: MapRecipe) -> str:
-    """float32 for maps below the input's resolution (small, exact), png16 for full-resolution ones."""
-    return "float32" if recipe.upsample else "png16"
+    """float32 for maps below the input's resolution (small, exact), png8 for full-resolution ones."""
+    return "float32" if recipe.upsample else "png8"
 
 
-def _png16(values: np.ndarray) -> bytes:
+def _png8(values: np.ndarray) -> bytes:
     from PIL import Image
 
-    q = np.round(np.clip(values, 0, 1) * PNG16_SCALE).astype(np.uint16)
+    q = np.round(np.clip(values, 0, 1) * PNG_SCALE).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(q).save(buf, format="PNG", optimize=True)
     return buf.getvalue()
 
 
-def _from_png16(data: bytes) -> np.ndarray:
+def _from_png8(data: bytes) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
-        return (np.asarray(im, dtype=np.float64) / PNG16_SCALE).astype(np.float32)
+        return (np.asarray(im, dtype=np.float64) / PNG_SCALE).astype(np.float32)
 
 
 def write_maps(path: str | Path, maps: list[StoredMap], recipe: MapRecipe, meta: dict) -> None:
@@ -95,7 +96,7 @@ def write_maps(path: str | Path, maps: list[StoredMap], recipe: MapRecipe, meta:
     if encoding == "float32":
         arrays["values"] = np.concatenate([np.asarray(m.native, dtype=np.float32).ravel() for m in maps])
     else:
-        blobs = [_png16(m.native) for m in maps]
+        blobs = [_png8(m.native) for m in maps]
         arrays["png"] = np.frombuffer(b"".join(blobs), dtype=np.uint8)
         arrays["png_offsets"] = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
     atomic_save(path, lambda buf: np.savez_compressed(buf, **arrays))
@@ -116,7 +117,7 @@ def read_maps(path: str | Path) -> tuple[dict, MapRecipe, list[StoredMap]]:
                 natives = [values[e - h * w:e].reshape(h, w) for e, (h, w) in zip(ends, shapes)]
             else:
                 png, offsets = z["png"].tobytes(), z["png_offsets"].tolist()
-                natives = [_from_png16(png[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]
+                natives = [_from_png8(png[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]
     except FileNotFoundError:
         raise WslbenchError(f"no stored maps: {path} does not exist") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -146,7 +146,6 @@ def map_fingerprint(method, settings: dict) -> str:
     """What a method's maps depend on: its weights (every tensor's name and bytes) and the
     ``settings`` (data and evaluation options, as JSON)."""
     import hashlib
-    import json
 
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for name, t in method.state_dict().items():

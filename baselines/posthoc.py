@@ -20,7 +20,7 @@ from torch import nn
 from baselines.cam import CamAvg
 from baselines.gradcam import GradCam
 from wslbench.errors import ConfigError
-from wslbench.methods.maps import FULL_RESOLUTION, native_prediction
+from wslbench.methods.maps import FULL_RESOLUTION, MapRecipe, native_prediction
 
 
 class _Logits(nn.Module):
@@ -82,12 +82,38 @@ class PosthocCam(GradCam):
             with torch.no_grad():
                 logits = self.forward_logits(images)
             targets = [ClassifierOutputTarget(int(c)) for c in logits.argmax(dim=1)]
-            with self.cam()(model=_Logits(self), target_layers=[self.trunk]) as cam:
+            kept = []
+            with capturing(self.cam(), kept)(model=_Logits(self), target_layers=[self.trunk]) as cam:
                 maps = cam(input_tensor=images, targets=targets)
         self.zero_grad(set_to_none=True)  # the package back-propagates into the parameters
         self.train(was_training)
-        return native_prediction(logits, torch.from_numpy(maps).to(images.device).clamp(0, 1), images.shape[-2:],
-                                 FULL_RESOLUTION)  # the package upsamples and normalises itself
+        # the map at the target layer's resolution, and the package's own steps from it to ``maps``
+        native = torch.from_numpy(np.ascontiguousarray(kept[0], dtype=np.float32)).to(images.device)
+        pred = native_prediction(logits, native, images.shape[-2:], PACKAGE_RECIPE)
+        if pred.maps.shape != maps.shape or not np.array_equal(pred.maps.cpu().numpy(), maps):
+            # a package version whose steps differ: keep its maps, stored at full resolution
+            return native_prediction(logits, torch.from_numpy(maps).to(images.device).clamp(0, 1),
+                                     images.shape[-2:], FULL_RESOLUTION)
+        return pred
+
+
+#: the package's map of the predicted class at the trunk's last map (after the package's ReLU), and
+#: the package's own normalise-then-resize steps (wslbench.methods.maps.grad_cam_package_scale)
+PACKAGE_RECIPE = MapRecipe(stored="the grad-cam package's map of the predicted class at the target layer's "
+                                  "resolution, after its ReLU", normalize="grad_cam_package")
+
+
+def capturing(package_cam: type, kept: list) -> type:
+    """The package's CAM class, keeping in ``kept`` the map of each target layer before the
+    package resizes it (what ``get_cam_image`` returns, after the package's ReLU)."""
+
+    class Capturing(package_cam):
+        def get_cam_image(self, *args, **kwargs):
+            cam = super().get_cam_image(*args, **kwargs)
+            kept.append(np.maximum(cam, 0))
+            return cam
+
+    return Capturing
 
 
 class GradCamPlusPlus(PosthocCam):

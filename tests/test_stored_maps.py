@@ -176,3 +176,19 @@ def test_tables_show_a_rescore_under_another_protocol_as_its_own_column_group(fi
     assert "Synthetic [pixel budget (1/class)] F1+" in table and "Synthetic [paper] F1+" in table
     pb = json.loads((run_dir / "rescore" / "pixel_budget-1" / "eval.json").read_text())
     assert f"{100 * pb['f1_pos']:.2f}" in table  # the rescore's own numbers fill its column group
+
+
+def test_a_grad_cam_package_whose_steps_differ_falls_back_to_full_resolution_maps(monkeypatch):
+    import wslbench.methods.maps as maps_module
+
+    method = _method("gradcampp")
+    x = torch.rand(2, 3, 72, 56)
+    with torch.no_grad():
+        exact = method.predict(x)
+    assert exact.recipe.normalize == "grad_cam_package" and exact.native.shape[-2:] != (72, 56)
+    real = maps_module.grad_cam_package_scale
+    monkeypatch.setattr(maps_module, "grad_cam_package_scale", lambda native, size: real(native, size) * 0.5)
+    with torch.no_grad():
+        other = method.predict(x)
+    assert other.recipe.normalize == "none" and other.native.shape[-2:] == (72, 56)
+    assert torch.equal(other.maps, exact.maps)  # the package's own maps, kept at full resolution

@@ -11,8 +11,8 @@ One file per split, ``maps-<split>.npz`` (numpy's zip of plain arrays, no pickle
   upsamples to: the padded input), ``box`` (top, left, height, width of the image in it) and
   ``shape`` (the native map's (h, w)), one row per image;
 - the maps themselves, concatenated: ``float32`` values, exact (a stride-32 GlaS map is about 400
-  values), or, for a map that only exists at the input's resolution (U-Net, the grad-cam
-  package's maps), ``png8``: each map rounded to a multiple of 1/255 and stored as an 8-bit PNG,
+  values; the grad-cam package's maps too, stored before its resize), or, for a map that only
+  exists at the input's resolution (U-Net), ``png8``: each map rounded to a multiple of 1/255 and stored as an 8-bit PNG,
   off by at most 0.5/255 (0.002) per pixel. (16-bit PNG was tried first: 347 KB a GlaS image
   against 45 KB, 35 MB for one run's maps against the 10 MB a record may take.)
 """

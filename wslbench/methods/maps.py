@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 #: MapRecipe.normalize values
-NORMALIZATIONS = ("minmax", "pseudo_binary", "none")
+NORMALIZATIONS = ("minmax", "pseudo_binary", "grad_cam_package", "none")
 
 
 def minmax_normalize(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -58,7 +58,9 @@ class MapRecipe:
     """How a native (B, h, w) map becomes the (B, H, W) map in [0, 1] that is scored: bilinear
     upsampling to the input size (or none: the map is already there), then a per-image
     normalisation: ``minmax`` (:func:`minmax_normalize`), ``pseudo_binary`` (min-max's
-    steep sigmoid after a min-max normalisation, with ``omega`` and ``sigma``) or ``none``.
+    steep sigmoid after a min-max normalisation, with ``omega`` and ``sigma``), ``none``, or
+    ``grad_cam_package``: the grad-cam package's own normalise-then-resize steps
+    (:func:`grad_cam_package_scale`), for the maps it computes.
     ``stored`` says in words which map is the native one (e.g. the predicted class's)."""
 
     stored: str = "the predicted class's map at the trunk's resolution"
@@ -73,6 +75,8 @@ class MapRecipe:
             raise ValueError(f"MapRecipe.normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
 
     def apply(self, native: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if self.normalize == "grad_cam_package":
+            return grad_cam_package_scale(native, size)
         maps = upsample(native, size, self.align_corners) if self.upsample else native
         if self.normalize == "minmax":
             return minmax_normalize(maps)
@@ -86,6 +90,20 @@ class MapRecipe:
     @classmethod
     def from_dict(cls, d: dict) -> "MapRecipe":
         return cls(**d)
+
+
+def grad_cam_package_scale(native: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """What the grad-cam package does to the (B, h, w) map its ``get_cam_image`` returns (after its
+    ReLU) for one target layer, with its own functions: min-max (eps 1e-7) and OpenCV's bilinear
+    resize to ``size`` (``BaseCAM.compute_cam_per_layer``), then ReLU, the mean over the one layer
+    and min-max again (``aggregate_multi_layers``). So a stored map gives the package's map back
+    bit for bit."""
+    import numpy as np
+    from pytorch_grad_cam.utils.image import scale_cam_image
+
+    cam = native.detach().float().cpu().numpy()
+    per_layer = np.maximum(scale_cam_image(cam, (int(size[1]), int(size[0])))[:, None], 0)
+    return torch.from_numpy(scale_cam_image(np.mean(per_layer, axis=1))).to(native.device)
 
 
 #: the CAM family's recipe: the predicted class's map, bilinear to the input, min-max per image

@@ -4,9 +4,9 @@ pixel budget on a finished comparison is a rescore, not a retraining.
 
 Under the protocol and threshold the run was evaluated with, a rescore rewrites the run's own
 eval.json, per_image.csv, pr_curve.csv and threshold_curves.csv, byte for byte as the evaluation
-wrote them. Under anything else, and for maps stored lossily (8-bit PNG: U-Net's maps), the results go beside them, in ``rescore/<name>/`` of the run folder (never over
-the original), ``name`` saying what changed (e.g. ``pixel_budget-1``; ``paper`` for a lossy
-run's own protocol).
+wrote them. Under anything else, and for maps stored lossily (8-bit PNG: U-Net's maps), the
+results go beside them, in ``rescore/<name>/`` of the run folder (never over the original),
+``name`` saying what changed (e.g. ``pixel_budget-1``; ``paper`` for a lossy run's own protocol).
 """
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from wslbench.eval_padding import crop_to_box, pad_to_multiple
 from wslbench.io import atomic_save, atomic_write_bytes, atomic_write_json, atomic_write_text
 from wslbench.methods.maps import MapRecipe
 from wslbench.metrics import RECALL_GRID, classification_error, f1_pos_neg, interpolated_pr, mean_score
-from wslbench.stored_maps import StoredMap, maps_file, write_maps
+from wslbench.stored_maps import StoredMap, store_split
 
 #: how CAM-style maps reach [0, 1] (wslbench.methods.maps.minmax_normalize); eval.json says it
 MINMAX_PER_IMAGE = "min-max per image"
@@ -269,14 +269,14 @@ def score_predictions(
     split: str = "test",
     extra: dict | None = None,
     store_maps: bool = False,
-    maps_meta: dict | None = None,
+    pad_multiple: int = 0,
     kept: dict | None = None,
     before_write: Callable[[], None] | None = None,
 ) -> dict:
     """Score maps (from any source) against their masks and write the run's evaluation files:
     eval.json, per_image.csv, pr_curve.csv, threshold_curves.csv, masks/ (and maps/*.npy).
     ``store_maps``: also the native maps, when every prediction carries one, in
-    ``maps-<split>.npz`` (wslbench.stored_maps; ``maps_meta`` adds to its header), written before
+    ``maps-<split>.npz`` (wslbench.stored_maps; ``pad_multiple`` the geometry), written before
     eval.json. ``kept``: entries of an earlier eval.json that this one keeps where it does not
     compute them itself (a rescore); ``extra`` entries are added last. ``before_write`` is called
     once every map is scored, before any file is written."""
@@ -338,10 +338,9 @@ def score_predictions(
             result[k], result["n_empty_both"][k] = mean_score(r[k] for r in rows)
         result.update({f"crf_{k}": v for k, v in crf_acc.summary().items()})
     result.update(extra or {})
-    if store_maps and recipe is not None and all(m is not None for m in stored):
-        write_maps(maps_file(out_dir, split), stored, recipe, {
-            "split": split, "classifies": classifies, "crf_applicable": crf_applicable,
-            "map_normalization": map_normalization, **(maps_meta or {})})
+    if store_maps:
+        store_split(out_dir, split, stored, recipe, classifies=classifies, crf_applicable=crf_applicable,
+                    map_normalization=map_normalization, pad_multiple=pad_multiple)
     write_pr_curve(out_dir / "pr_curve.csv", curves)
     write_threshold_curves(out_dir / "threshold_curves.csv", acc.table())
     buf = io.StringIO()
@@ -394,7 +393,7 @@ def evaluate(
         split=dataset.split,
         extra=extra,
         store_maps=store_maps,
-        maps_meta={"pad_multiple": pad_multiple},
+        pad_multiple=pad_multiple,
         before_write=before_write,
     )
     if cache is not None:

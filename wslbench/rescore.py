@@ -18,13 +18,14 @@ from wslbench.config import RunConfig, from_dict, yaml_load
 from wslbench.errors import WslbenchError
 from wslbench.evaluate import ImagePrediction, score_predictions
 from wslbench.protocols import PAPER, Protocol, protocol_config
+from wslbench.runs import RESCORE_FOLDER
 from wslbench.stored_maps import maps_file, read_maps
 
 #: eval.json entries that describe how tau was chosen: a rescore states its own
 PROTOCOL_KEYS = ("protocol", "protocol_config", "protocol_label", "threshold_source", "threshold_images",
                  "validation_pad_multiple")
-#: the folder (in a run) of rescores under other settings
-RESCORE = "rescore"
+#: the folder (in a run) of rescores under other settings (wslbench.runs reads it for the tables)
+RESCORE = RESCORE_FOLDER
 
 
 @dataclass
@@ -108,7 +109,7 @@ def rescore_run(run_dir: str | Path, protocol: dict | str | None = None, thresho
     if proto.cfg.name == PAPER:
         tau, info = proto.paper_threshold, proto.describe()
     else:
-        val_meta, val_recipe, val_stored = read_maps(maps_file(run_dir, "val"))
+        _, val_recipe, val_stored = read_maps(maps_file(run_dir, "val"))
         val_set = build_dataset(cfg, "val")
         idx = proto.budget_indices(val_set)
         tau, info = proto.threshold_from(val_set, _predictions(val_set, {m.id: m for m in val_stored}, val_recipe,

@@ -208,7 +208,7 @@ def discover(root: str | Path) -> Discovery:
     return found
 
 
-#: where ``wslbench rescore`` puts results under other settings (wslbench.rescore.RESCORE)
+#: where ``wslbench rescore`` puts results under other settings (wslbench.rescore)
 RESCORE_FOLDER = "rescore"
 
 

@@ -102,6 +102,18 @@ def write_maps(path: str | Path, maps: list[StoredMap], recipe: MapRecipe, meta:
     atomic_save(path, lambda buf: np.savez_compressed(buf, **arrays))
 
 
+def store_split(run_dir: str | Path, split: str, stored: list, recipe: MapRecipe | None, *, classifies: bool,
+                crf_applicable: bool, map_normalization: str, pad_multiple: int) -> bool:
+    """``maps-<split>.npz`` of a run when every image has a native map (a method with a recipe);
+    False, and nothing written, otherwise. The header says how evaluation scored the maps."""
+    if recipe is None or not stored or any(m is None for m in stored):
+        return False
+    write_maps(maps_file(run_dir, split), stored, recipe, {
+        "split": split, "classifies": classifies, "crf_applicable": crf_applicable,
+        "map_normalization": map_normalization, "pad_multiple": pad_multiple})
+    return True
+
+
 def read_maps(path: str | Path) -> tuple[dict, MapRecipe, list[StoredMap]]:
     """(meta, recipe, maps) of a ``maps-<split>.npz``; WslbenchError naming the file when it
     cannot be read."""
@@ -129,4 +141,4 @@ def read_maps(path: str | Path) -> tuple[dict, MapRecipe, list[StoredMap]]:
     return meta, MapRecipe.from_dict(meta["recipe"]), maps
 
 
-__all__ = ["StoredMap", "write_maps", "read_maps", "maps_file", "encoding_for", "FORMAT"]
+__all__ = ["StoredMap", "write_maps", "store_split", "read_maps", "maps_file", "encoding_for", "FORMAT"]

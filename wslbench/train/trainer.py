@@ -31,7 +31,7 @@ from wslbench.evaluate import MINMAX_PER_IMAGE, ArrayMemo, MapCache, autocast_fo
 from wslbench.io import append_jsonl, atomic_write_json, atomic_write_text, atomic_write_yaml, finished_result, read_jsonl
 from wslbench.protocols import Protocol
 from wslbench.registry import create_dataset, create_method
-from wslbench.stored_maps import maps_file, write_maps
+from wslbench.stored_maps import store_split
 from wslbench.train.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from wslbench.train.fastpath import keep_freed_memory
 from wslbench.train.fastpath import resolve as resolve_fastpath
@@ -230,9 +230,6 @@ class Trainer:
             f"{section}.{k}" for section in ("model", "data")
             for k in set(getattr(trainer.cfg, section)) - set(d.get(section) or {}))
         return trainer
-
-    def data_root(self):
-        return data_root(self.cfg.dataset, self.cfg.data.get("root"))
 
     def dataset(self, split: str, augment: bool | None = None):
         return build_dataset(self.cfg, split, augment)
@@ -678,15 +675,14 @@ class Trainer:
         cache = MapCache(self.run_dir / EVAL_CACHE / "val", self._map_fingerprint(self.val_set.split))
         for p in self.protocol.predict(self.method, self.val_set, self.device, self.amp, self.channels_last,
                                        cache=cache, should_stop=stop_requested):
-            if p.stored is None:
+            if p.stored is None:  # no recipe: nothing to store, no need to predict the rest
                 return
             stored.append(p.stored)
             recipe = p.recipe
-        if stored:
-            write_maps(maps_file(self.run_dir, "val"), stored, recipe, {
-                "split": "val", "classifies": self.method.classifies, "crf_applicable": self.method.crf_applicable,
-                "map_normalization": getattr(self.method, "map_normalization", MINMAX_PER_IMAGE),
-                "pad_multiple": self.protocol.pad_multiple})
+        store_split(self.run_dir, "val", stored, recipe, classifies=self.method.classifies,
+                    crf_applicable=self.method.crf_applicable,
+                    map_normalization=getattr(self.method, "map_normalization", MINMAX_PER_IMAGE),
+                    pad_multiple=self.protocol.pad_multiple)
 
     def _map_fingerprint(self, split: str) -> str:
         """What a stopped evaluation's maps (and progress) are valid for: these weights, data

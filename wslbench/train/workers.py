@@ -3,8 +3,9 @@ loader only the cores that the training leaves free.
 
 Why: on a CPU the training step already keeps ``torch.get_num_threads()`` cores busy. A loader
 worker beside them takes one of those cores, and a worker forked again every epoch also copies
-the decoded image cache's page tables. On a 2-core machine at GlaS 480 px, 2 workers made the
-trainer's step 1.2-2x slower than 0 workers (results/benchmarks.md, "Loader workers at GlaS 480").
+the decoded image cache's page tables. On a 2-core machine at GlaS 480 px, 2 workers forked every
+epoch made the trainer's step 2.1x slower than no worker (results/benchmarks.md, "Loader workers
+at GlaS 480").
 Where cores are free (a GPU run, a large CPU), the workers get them and stay alive across
 epochs (``persistent_workers``), so nothing forks per epoch.
 

@@ -44,6 +44,9 @@ def erase_confident(features: torch.Tensor, attention: torch.Tensor, threshold: 
 
 class Acol(Method):
     """ACoL (Zhang et al. 2018): two adversarial complementary classifier branches."""
+    display_name = "ACoL"
+    family = "wsol"
+    row_order = 21
 
     def __init__(self, num_classes: int, backbone: Backbone = "resnet18", pretrained: Pretrained = False,
                  output_stride: OutputStride = None,

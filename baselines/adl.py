@@ -42,6 +42,9 @@ def adl(features: torch.Tensor, drop_rate: float, drop_threshold: float) -> torc
 
 class Adl(CamAvg):
     """ADL (Choe & Shim 2019): CAM-Avg with attention-based dropout after the last trunk stages."""
+    display_name = "ADL"
+    family = "wsol"
+    row_order = 23
 
     def __init__(self, num_classes: int,
                  drop_rate: Annotated[float, Field(ge=0, le=1)] = DROP_RATE,

@@ -11,6 +11,10 @@ from wslbench.methods.maps import FULL_RESOLUTION, native_prediction
 
 class AllOnes(Method):
     """Predicts the whole image as the region of interest."""
+    display_name = "All-ones"
+    family = "reference"
+    row_order = 0
+    contender = False  # a constant map: a reference, not a method
 
     classifies = False
     trainable = False

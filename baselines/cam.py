@@ -37,6 +37,9 @@ class ClassMapMethod(Method):
 
 class CamAvg(ClassMapMethod):
     """CAM-Avg (Zhou et al. 2016): global average pooling of class maps."""
+    display_name = "CAM-Avg"
+    family = "paper"
+    row_order = 10
 
     def pool(self, maps):
         return avg_pool(maps)
@@ -44,6 +47,9 @@ class CamAvg(ClassMapMethod):
 
 class CamMax(ClassMapMethod):
     """CAM-Max (Oquab et al. 2015): global max pooling of class maps."""
+    display_name = "CAM-Max"
+    family = "paper"
+    row_order = 11
 
     def pool(self, maps):
         return max_pool(maps)
@@ -59,6 +65,9 @@ LSE_R = 5.0
 class CamLse(ClassMapMethod):
     """CAM-LSE (Pinheiro & Collobert 2015): log-sum-exp pooling, a smooth max; ``r`` defaults to
     their value (``LSE_R``)."""
+    display_name = "CAM-LSE"
+    family = "paper"
+    row_order = 12
 
     def __init__(self, num_classes: int, r: PositiveFloat = LSE_R, **config):
         super().__init__(num_classes, r=r, **config)

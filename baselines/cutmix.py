@@ -43,6 +43,9 @@ def cutmix(images: torch.Tensor, labels: torch.Tensor, beta: float = BETA):
 
 class CutMix(CamAvg):
     """CutMix (Yun et al. 2019): CAM-Avg trained on box-mixed images with area-weighted labels."""
+    display_name = "CutMix"
+    family = "wsol"
+    row_order = 24
 
     def __init__(self, num_classes: int,
                  beta: Annotated[float, Field(gt=0)] = BETA,

@@ -67,6 +67,9 @@ class AttentionMilPool(nn.Module):
 
 class DeepMil(Method):
     """Deep MIL on a timm trunk; localization = the predicted class's attention map."""
+    display_name = "Deep MIL"
+    family = "paper"
+    row_order = 15
 
     crf_applicable = False
 

@@ -59,6 +59,9 @@ def stage_module(trunk: nn.Module, target_layer: int | str) -> str:
 class GradCam(Method):
     """A GAP + linear classifier whose localization map is Grad-CAM of its predicted class at
     ``target_layer`` (default: the last stage, where it equals ReLU(CAM) up to a positive factor)."""
+    display_name = "Grad-CAM"
+    family = "paper"
+    row_order = 14
 
     def __init__(self, num_classes: int, backbone: Backbone = "resnet18", pretrained: Pretrained = False,
                  output_stride: OutputStride = None, target_layer: int | str = TARGET_LAYER, **config):

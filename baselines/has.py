@@ -36,6 +36,9 @@ def hide_patches(images: torch.Tensor, patch_size: int, hide_prob: float, fill: 
 
 class HideAndSeek(CamAvg):
     """Hide-and-Seek (Singh & Lee 2017): CAM-Avg trained on images with random grid patches hidden."""
+    display_name = "HaS"
+    family = "wsol"
+    row_order = 20
 
     def __init__(self, num_classes: int,
                  patch_size: Annotated[int, Field(ge=1)] = PATCH_SIZE,

@@ -118,18 +118,27 @@ def capturing(package_cam: type, kept: list) -> type:
 
 class GradCamPlusPlus(PosthocCam):
     """Grad-CAM++ (Chattopadhay et al. 2018) on a GAP + linear classifier, via the grad-cam package."""
+    display_name = "Grad-CAM++"
+    family = "post-hoc"
+    row_order = 30
 
     cam_class = "GradCAMPlusPlus"
 
 
 class XGradCam(PosthocCam):
     """XGrad-CAM (Fu et al. 2020) on a GAP + linear classifier, via the grad-cam package."""
+    display_name = "XGrad-CAM"
+    family = "post-hoc"
+    row_order = 31
 
     cam_class = "XGradCAM"
 
 
 class LayerCam(PosthocCam):
     """LayerCAM (Jiang et al. 2021) on a GAP + linear classifier, via the grad-cam package."""
+    display_name = "LayerCAM"
+    family = "post-hoc"
+    row_order = 32
 
     cam_class = "LayerCAM"
 
@@ -141,6 +150,9 @@ class ScoreCam(PosthocCam):
     CPU, hours a test set); they are all the map needs besides two forwards. During a test
     evaluation each image's weights are kept in the run's progress folder (a few KB an image,
     committed with the records), so a stopped evaluation resumes in a fresh clone."""
+    display_name = "Score-CAM"
+    family = "post-hoc"
+    row_order = 33
 
     cam_class = "ScoreCAM"
     #: where the weights are kept during a test evaluation (keep_progress_in); None otherwise
@@ -181,11 +193,17 @@ def weights_key(image: torch.Tensor, category: int) -> str:
 
 class HiResCam(PosthocCam):
     """HiResCAM (Draelos & Carin 2020) on a GAP + linear classifier, via the grad-cam package."""
+    display_name = "HiResCAM"
+    family = "post-hoc"
+    row_order = 34
 
     cam_class = "HiResCAM"
 
 
 class EigenCam(PosthocCam):
     """Eigen-CAM (Muhammad & Yeasin 2020) on a GAP + linear classifier, via the grad-cam package."""
+    display_name = "Eigen-CAM"
+    family = "post-hoc"
+    row_order = 35
 
     cam_class = "EigenCAM"

@@ -66,6 +66,9 @@ def _branch(in_channels: int, width: int) -> nn.Sequential:
 
 class Spg(Method):
     """SPG (Zhang et al. 2018): CAM-Avg with self-produced guidance losses (SPG-B, SPG-C)."""
+    display_name = "SPG"
+    family = "wsol"
+    row_order = 22
 
     def __init__(self, num_classes: int, backbone: Backbone = "resnet18", pretrained: Pretrained = False,
                  output_stride: OutputStride = None,

@@ -18,6 +18,9 @@ from wslbench.options import Annotated, Backbone, Field, OutputStride, Pretraine
 
 class UNet(Method):
     """U-Net with a timm encoder; one foreground logit per pixel, trained with pixel-wise BCE."""
+    display_name = "Full sup. (U-Net)"
+    family = "reference"
+    row_order = 90
 
     uses_pixel_labels = True
     classifies = False

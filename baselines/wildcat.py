@@ -21,6 +21,9 @@ from wslbench.options import (Backbone, BottomK, DropoutRate, NonNegativeFloat, 
 
 class Wildcat(Method):
     """Wildcat: a timm trunk and one Wildcat head; the localization map is the predicted class's map."""
+    display_name = "Wildcat"
+    family = "paper"
+    row_order = 13
 
     def __init__(self, num_classes: int, backbone: Backbone = "resnet18", pretrained: Pretrained = False,
                  output_stride: OutputStride = None, modalities: PositiveInt = 4, kmax: TopK = 0.2,

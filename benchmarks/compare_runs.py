@@ -1,4 +1,4 @@
-"""Compare two sets of finished runs cell by cell (e.g. fp32 against bf16, issue 19): per method,
+"""Compare two sets of finished runs cell by cell (e.g. fp32 against bf16): per method,
 each seed's classification error, F1+, F1- and PxAP in both sets, the difference, and the
 seed-to-seed spread (max - min over seeds) of the first set, to read the difference against.
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from wslbench.tables import METHOD_NAMES, write_tables
+from wslbench.registry import list_methods
+from wslbench.tables import write_tables
 
 
 def fabricate(root: Path, n: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
-    combos = [(d, m) for d in ("glas", "cub5", "cub", "oxf") for m in METHOD_NAMES]
+    combos = [(d, m) for d in ("glas", "cub5", "cub", "oxf") for m in list_methods()]
     for k in range(n):
         ds, method = combos[k % len(combos)]
         run = root / ds / method / f"seed{k // len(combos)}"

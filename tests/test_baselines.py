@@ -131,7 +131,7 @@ def test_unet_selects_on_validation_f1(tiny, tmp_path):
     lines = (tmp_path / "synthetic" / "unet" / "seed0" / "metrics.jsonl").read_text().splitlines()
     rec = json.loads(lines[0])
     assert "val_f1_pos" in rec and "val_error" not in rec
-    # the checkpoint is chosen on the mean of both Dice scores, not F1+ alone (issue 20)
+    # the checkpoint is chosen on the mean of both Dice scores, not F1+ alone
     assert rec["val_f1_mean"] == pytest.approx((rec["val_f1_pos"] + rec["val_f1_neg"]) / 2)
     ev = json.loads((tmp_path / "synthetic" / "unet" / "seed0" / "eval.json").read_text())
     assert ev["selection"] == "val_f1_mean" and ev["best_val"] == rec["val_f1_mean"]

@@ -1,5 +1,6 @@
-"""The budget rule of issue 20 in numbers: window means of metrics.jsonl's losses per
-learning-rate phase, checked against hand-worked examples."""
+"""The budget rule ("every method's training loss must have flattened by the end") in numbers:
+window means of metrics.jsonl's losses per learning-rate phase, checked against hand-worked
+examples."""
 import json
 
 import numpy as np

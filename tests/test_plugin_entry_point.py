@@ -34,6 +34,9 @@ from wslbench.methods import Method, Prediction
 class CenterPrior(Method):
     """Centre Gaussian prior (third-party example plugin)."""
 
+    display_name = "Centre prior"  # its row in tables and figures
+    family = "reference"
+    contender = False  # a fixed prior, not a weakly supervised method: never bold
     classifies = False
     trainable = False
 
@@ -85,3 +88,23 @@ def test_third_party_method_is_discovered(installed_plugin):
     method = registry.create_method("center-prior", num_classes=2, width=0.5)
     maps = method.predict(torch.zeros(1, 3, 5, 5)).maps
     assert maps[0, 2, 2] == pytest.approx(1.0) and maps[0, 0, 0] < maps[0, 1, 1] < maps[0, 2, 2]
+
+
+def test_third_party_method_gets_its_declared_row_in_the_tables(installed_plugin, tmp_path):
+    """The plugin's row is named and ruled as the plugin declares: no edit to the suite's tables.
+    Its F1- is the column's highest, yet it is not bold (it declares itself no contender)."""
+    from test_pxap_table import _cell, _run
+
+    from wslbench import registry
+    from wslbench.tables import build_tables, collect_runs
+
+    registry.refresh()
+    for seed, (prior, cam) in enumerate([(0.9, 0.5), (0.8, 0.6)]):
+        _run(tmp_path / "runs", "glas", "center-prior", seed, {"f1_neg": prior})
+        _run(tmp_path / "runs", "glas", "cam-avg", seed, {"f1_neg": cam})
+    t1, t2 = build_tables(collect_runs(tmp_path / "runs"))[:2]
+    assert "Centre prior" in t2.rows and "center-prior" not in t2.rows
+    prior = _cell(t2, "Centre prior", "GlaS F1- (%)")
+    assert prior.mean == pytest.approx(85.0) and not prior.bold
+    assert _cell(t2, "CAM-Avg", "GlaS F1- (%)").bold
+    assert _cell(t1, "Centre prior", "GlaS Error (%)").text("markdown") == "n/a"  # it declares classifies = False

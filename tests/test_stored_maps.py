@@ -192,3 +192,29 @@ def test_a_grad_cam_package_whose_steps_differ_falls_back_to_full_resolution_map
         other = method.predict(x)
     assert other.recipe.normalize == "none" and other.native.shape[-2:] == (72, 56)
     assert torch.equal(other.maps, exact.maps)  # the package's own maps, kept at full resolution
+
+
+def test_a_split_whose_images_came_with_different_recipes_keeps_each_images_scored_map(tmp_path):
+    """The post-hoc methods fall back to full-resolution maps batch by batch: a split then holds
+    maps of two recipes. The file holds one recipe, so every map is stored at full resolution, and
+    each image reads back as the map evaluation scored (to the 8-bit step), not cropped as a
+    full-resolution map (which gave a 6 x 13 'map' of a 522 x 775 image)."""
+    from wslbench.methods.maps import CAM_RECIPE, FULL_RESOLUTION
+    from wslbench.stored_maps import store_split
+
+    rng = np.random.default_rng(0)
+    small = StoredMap("a", rng.random((4, 5)).astype(np.float32), (64, 80), (3, 2, 58, 75), 1)
+    full = StoredMap("b", rng.random((64, 80)).astype(np.float32), (64, 80), (3, 2, 58, 75), 0)
+    expect = [small.scored_map(CAM_RECIPE), full.scored_map(FULL_RESOLUTION)]
+    assert store_split(tmp_path, "test", [small, full], [CAM_RECIPE, FULL_RESOLUTION], classifies=True,
+                       crf_applicable=True, map_normalization="min-max per image", pad_multiple=32)
+    meta, recipe, maps = read_maps(maps_file(tmp_path, "test"))
+    assert recipe == FULL_RESOLUTION and meta["encoding"] == "png8"
+    for m, want in zip(maps, expect):
+        got = m.scored_map(recipe)
+        assert got.shape == want.shape == (58, 75)
+        assert np.abs(got - want).max() <= 0.5 / PNG_SCALE + 1e-6
+    # one recipe for every image: stored as it came (small and exact)
+    assert store_split(tmp_path, "val", [small], [CAM_RECIPE], classifies=True, crf_applicable=True,
+                       map_normalization="min-max per image", pad_multiple=32)
+    assert read_maps(maps_file(tmp_path, "val"))[1] == CAM_RECIPE

@@ -128,9 +128,9 @@ def test_sweep_evaluates_posthoc_rows_once_their_source_finished(tmp_path):
 
 
 def test_sweep_stopped_in_score_cam_resumes_in_a_fresh_clone_and_says_what_it_kept(tmp_path, monkeypatch):
-    """The production case: Score-CAM's evaluation outlives a session. A signal during its test
-    evaluation stops the sweep; in a fresh clone (no git-ignored map cache, the committed
-    eval_progress only) ``--dry-run`` and the next sweep say how many test images are kept, and
+    """The production case: Score-CAM's evaluation outlives the process that started it. A signal
+    during its test evaluation stops the sweep; in a fresh clone (no git-ignored map cache, the
+    committed eval_progress only) ``--dry-run`` and the next sweep say how many test images are kept, and
     the next sweep computes Score-CAM weights for the other images only (and then for the
     validation images whose maps the record stores)."""
     import pytorch_grad_cam

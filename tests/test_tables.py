@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -67,7 +69,7 @@ def test_mean_std_seeds_and_variants(tmp_path):
     c = cell(t2, "CAM-Avg", "GlaS F1+ (%)")
     assert c.mean == pytest.approx(62.0) and c.std == pytest.approx(np.std([60, 64], ddof=1))
     assert cell(t1, "All-ones", "GlaS Error (%)").text("markdown") == "n/a"
-    assert "Full sup. (U-Net)" not in t1.rows  # it does not classify
+    assert cell(t1, "Full sup. (U-Net)", "GlaS Error (%)").text("markdown") == "n/a"  # it does not classify
     # erasing variants told apart by model.erase_depth
     assert cell(t3, "without erasing (u = 0)", "GlaS Error (%)").mean == pytest.approx(8.0)
     assert cell(t5, "with erasing (u > 0)", "GlaS Time (min)").mean == pytest.approx(5400 / 60)
@@ -107,7 +109,7 @@ def test_cli_writes_balanced_latex_and_markdown(tmp_path):
         md = (tmp_path / "t" / "runs" / f"table{k}.md").read_text()
         rows = [ln for ln in md.splitlines() if ln.startswith("|")]
         assert len({ln.count("|") for ln in rows}) == 1
-    assert "62.00 ± 2.83 (2)" in (tmp_path / "t" / "runs" / "table2.md").read_text()
+    assert re.search(r"62\.00 ± 2\.83 \[[\d.]+, [\d.]+\] \(2\)", (tmp_path / "t" / "runs" / "table2.md").read_text())
 
 
 def test_tables_from_a_real_tiny_run(tiny, tmp_path):
@@ -118,7 +120,7 @@ def test_tables_from_a_real_tiny_run(tiny, tmp_path):
     assert res.exit_code == 0 and "1 finished run" in res.output
     ev = json.loads((tmp_path / "runs" / "synthetic" / "cam-avg" / "seed0" / "eval.json").read_text())
     md = (tmp_path / "t" / "runs" / "table2.md").read_text()
-    assert f"**{100 * ev['f1_pos']:.2f}** (1)" in md  # the only WSL row: best
+    assert re.search(rf"\*\*{100 * ev['f1_pos']:.2f}\*\* \[[\d.]+, [\d.]+\] \(1\)", md)  # the only WSL row: best
 
 
 def test_missing_runs_dir_is_a_clear_error(tmp_path):
@@ -196,3 +198,31 @@ def test_caption_notes_name_a_cell_as_its_row_reads():
     assert cell_name("minmax+maskimage", "glas", {}) == "Ours, mask per image GlaS"
     assert cell_name("cam-max+big", "synthetic", {}) == "CAM-Max (big) Synthetic"
     assert cell_name("cam-avg", "glas", {"cam-avg": "CAM (renamed)"}) == "CAM (renamed) GlaS"
+
+
+def test_glas_lite0_f1_neg_bolds_what_the_data_cannot_separate_from_the_best():
+    """On the committed 30-epoch GlaS records: the best F1- row is bold; no reference row and no row
+    with fewer seeds is; and every row that even a paired t-test on image means (which ignores the
+    seeds' spread, so it separates more readily than the bootstrap) cannot tell from the best is
+    bold. The caption states the level and the resamples."""
+    from conftest import REPO
+    from scipy import stats
+
+    from wslbench.rows import display_name, row_info
+
+    runs = collect_runs(REPO / "results" / "records", "glas_lite0")
+    t2 = build_tables(runs)[1]
+    j = [f"{g} {c}" for g, cs in t2.groups for c in cs].index("GlaS [paper] F1- (%)")
+    own = runs[runs["path"].map(lambda p: "rescore" not in Path(p).parts) & (runs["variant"] != "minmax-noerase")]
+    means = {v: pd.concat([pd.read_csv(Path(p) / "per_image.csv").set_index("id")["f1_neg"] for p in sub["path"]],
+                          axis=1).mean(axis=1) for v, sub in own.groupby("variant")}
+    cells = {v: t2.cells[t2.rows.index(display_name(v))][j] for v in means}
+    contenders = [v for v in means if row_info(v).contender]
+    best = max(contenders, key=lambda v: cells[v].mean)
+    assert cells[best].bold and "5% level" in t2.caption and "2000 resamples" in t2.caption
+    for v, c in cells.items():
+        if not row_info(v).contender or c.short:
+            assert not c.bold, v
+        elif v != best and stats.ttest_rel(means[best], means[v]).pvalue > 0.05:
+            assert c.bold, v
+    assert sum(c.bold for c in cells.values()) < len(cells) - 2  # and it does separate some rows

@@ -98,6 +98,18 @@ def test_run_directory_contents(tmp_path):
     assert json.loads((d / "status.json").read_text())["state"] == "finished"
 
 
+def test_env_json_records_the_command_as_typed(tmp_path, monkeypatch):
+    """env.json's argv is the program's name and the arguments as typed: not the absolute path
+    of the interpreter's script (a path of one machine), and no argument rewritten."""
+    import sys
+
+    typed = ["run", "--method", "cam-avg", "--out", "/somewhere/else/runs", "--set", "data.root=../data"]
+    monkeypatch.setattr(sys, "argv", ["/home/someone/checkout/.venv/bin/wslbench", *typed])
+    run(tiny_config(epochs=1), run_dir=tmp_path / "r")
+    env = json.loads((tmp_path / "r" / "env.json").read_text())
+    assert env["argv"] == ["wslbench", *typed]
+
+
 def test_learning_rate_steps_down_to_a_floor(tmp_path):
     cfg = tiny_config(epochs=4, extra=["optim.lr=0.1", "optim.step_size=1", "optim.gamma=0.1", "optim.min_lr=0.002"])
     run(cfg, run_dir=tmp_path / "r")

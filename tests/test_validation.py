@@ -1,4 +1,4 @@
-"""Every configuration value is checked before anything is built or written (issue 18): one
+"""Every configuration value is checked before anything is built or written: one
 `error:` line naming the key, the value and what is allowed; exit code 2; no traceback; no run
 folder. Method options are covered from their signatures, so a new option is tested as soon as
 it is declared."""
@@ -40,8 +40,8 @@ def _assert_refused(args, key, out):
     return errors[0]
 
 
-# the issue's "Why" list, and a few more sections
-WHY = [
+# bad values of model, optimiser, data, evaluation and run options, one per line
+BAD_VALUES = [
     ("wildcat", ["--set", "model.kmax=abc"], "model.kmax", "'abc'"),
     ("cam-avg", ["--set", "optim.lr=-1"], "optim.lr", "-1"),
     ("cam-avg", ["--set", "optim.lr=abc"], "optim.lr", "'abc'"),
@@ -67,8 +67,9 @@ WHY = [
 ]
 
 
-@pytest.mark.parametrize("method,args,key,shown", WHY, ids=[f"{m}:{' '.join(a)}" for m, a, _, _ in WHY])
-def test_bad_values_from_the_issue_are_refused_before_anything_is_written(tmp_path, method, args, key, shown):
+@pytest.mark.parametrize("method,args,key,shown", BAD_VALUES,
+                         ids=[f"{m}:{' '.join(a)}" for m, a, _, _ in BAD_VALUES])
+def test_bad_config_values_are_refused_before_anything_is_written(tmp_path, method, args, key, shown):
     line = _assert_refused(["-m", method, "-d", "synthetic", *_sets(TINY), *args], key, tmp_path / "runs")
     assert shown in line
 

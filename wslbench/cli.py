@@ -177,15 +177,34 @@ def eval_cmd(run_dir, crf, device, checkpoint, maps_dir, dataset, data_root, cla
               help="Output format(s); repeatable (default: latex and markdown).")
 @click.option("--full-layout", is_flag=True,
               help="The paper's layout: every method row and data-set column, '–' where no run is (default: leave them out).")
+@click.option("--published", "published_dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Folder of published values, <dataset>.csv (default: the repository's results/published when it "
+                   "exists): writes <experiment>/published.md / .tex, published values beside ours.")
+@click.option("--sync-docs", "docs", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="Also refresh this document's generated blocks (<!-- table2-EXP / verdict-EXP[-vs-BASE]:begin/end "
+                   "-->) from the tables just written; repeatable.")
 @friendly_errors
-def tables(runs_dir, out_dir, experiment, formats, full_layout):
-    """Regenerate the paper's Tables 1-6 (mean ± std over seeds) from the finished runs on disk, per experiment."""
+def tables(runs_dir, out_dir, experiment, formats, full_layout, published_dir, docs):
+    """Regenerate the paper's tables (mean ± std over seeds, 95% bootstrap intervals, bold for the tied-best
+    rows) and a short verdict from the finished runs on disk, per experiment, and the published values beside
+    ours for each data set with a published file."""
+    from wslbench.published import published_dir as default_published_dir
+    from wslbench.published import write_published
     from wslbench.runs import discover
     from wslbench.tables import write_tables
 
     found = discover(runs_dir)
-    write_tables(runs_dir, out_dir, formats or ("latex", "markdown"), experiment=experiment, full_layout=full_layout,
+    formats = formats or ("latex", "markdown")
+    write_tables(runs_dir, out_dir, formats, experiment=experiment, full_layout=full_layout,
                  discovery=found, echo=click.echo)
+    published_dir = published_dir or default_published_dir()
+    if Path(published_dir).is_dir():
+        write_published(found, out_dir, published_dir, formats, experiment=experiment, echo=click.echo)
+    for doc in docs:
+        from wslbench.summary import sync_docs
+
+        markers = sync_docs(doc, out_dir, found)
+        click.echo(f"{doc}: {len(markers)} generated block(s) refreshed ({', '.join(markers) or 'none found'})")
     if found.skipped:
         click.echo(found.skipped_report(), err=True)
 
@@ -199,15 +218,19 @@ def tables(runs_dir, out_dir, experiment, formats, full_layout):
 @click.option("--experiment", default=None, help="Only this experiment (default: figures for each experiment).")
 @click.option("--images", "n_images", type=int, default=6, show_default=True, help="Rows of the mask comparison grid.")
 @click.option("--data-root", type=click.Path(), default=None, help="Data folder (default: the one the runs used).")
+@click.option("--published", "published_dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Folder of published values, <dataset>.csv (default: the repository's results/published when it "
+                   "exists): draws <dataset>_published_tau_curves, our F1(t) against the published F1.")
 @friendly_errors
-def figures(runs_dir, dataset, out_dir, experiment, n_images, data_root):
-    """Average precision-recall curves, a visual comparison of the predicted masks and training curves (PNG + PDF), per experiment."""
+def figures(runs_dir, dataset, out_dir, experiment, n_images, data_root, published_dir):
+    """Average precision-recall curves, a visual comparison of the predicted masks, training curves and our
+    F1(t) curves against the published F1 (PNG + PDF), per experiment."""
     from wslbench.figures import write_figures
     from wslbench.runs import discover
 
     found = discover(runs_dir)
     for p in write_figures(runs_dir, dataset, out_dir, n_images, data_root, experiment=experiment, discovery=found,
-                           echo=lambda m: click.echo(m, err=True)):
+                           echo=lambda m: click.echo(m, err=True), published=published_dir):
         click.echo(str(p))
     if found.skipped:
         click.echo(found.skipped_report(), err=True)

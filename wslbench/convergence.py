@@ -1,5 +1,5 @@
-"""Has a run's training loss flattened? Issue 20's budget rule ("every method's training loss must
-have flattened by the end; where one method needs more epochs, give all of them that many") as
+"""Has a run's training loss flattened? The benchmark's budget rule ("every method's training loss
+must have flattened by the end; where one method needs more epochs, give all of them that many") as
 numbers from metrics.jsonl, beside the training-curve figure that shows the same thing.
 
 A run trains in learning-rate phases (step decay). For each phase, the loss's mean over its last

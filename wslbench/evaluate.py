@@ -281,8 +281,7 @@ def score_predictions(
     compute them itself (a rescore); ``extra`` entries are added last. ``before_write`` is called
     once every map is scored, before any file is written."""
     out_dir = Path(out_dir)
-    rows, preds, labels, crf_inputs, stored = [], [], [], [], []
-    recipe = None
+    rows, preds, labels, crf_inputs, stored, recipes = [], [], [], [], [], []
     curves = {"pos": [], "neg": []}
     grid = threshold_grid(curve_interval)
     acc = CurveAccumulator(grid=grid)
@@ -307,7 +306,7 @@ def score_predictions(
             crf_inputs.append((p.image, p.prob, p.mask))
         if store_maps:
             stored.append(p.stored)
-            recipe = recipe or p.recipe
+            recipes.append(p.recipe)
     if not rows:
         raise WslbenchError(f"nothing to evaluate: the {split} split has no image")
     if before_write is not None:
@@ -339,7 +338,7 @@ def score_predictions(
         result.update({f"crf_{k}": v for k, v in crf_acc.summary().items()})
     result.update(extra or {})
     if store_maps:
-        store_split(out_dir, split, stored, recipe, classifies=classifies, crf_applicable=crf_applicable,
+        store_split(out_dir, split, stored, recipes, classifies=classifies, crf_applicable=crf_applicable,
                     map_normalization=map_normalization, pad_multiple=pad_multiple)
     write_pr_curve(out_dir / "pr_curve.csv", curves)
     write_threshold_curves(out_dir / "threshold_curves.csv", acc.table())

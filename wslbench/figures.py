@@ -98,32 +98,35 @@ def plot_threshold_curves(run_dir: Path, title: str = "") -> list[Path]:
 def finished_runs(runs_dir: str | Path, dataset: str, experiment: str | None = None,
                   discovery=None) -> dict[str, dict[str, list[Path]]]:
     """experiment -> variant -> folders of the finished ``dataset`` runs under ``runs_dir``
-    (any depth, ``wslbench.runs``), variants in the paper's order. None found is an error that
+    (any depth, ``wslbench.runs``), variants in the order their methods declare (wslbench.rows). None found is an error that
     names the root, the data sets that were found and the runs skipped."""
     from wslbench.errors import DataError
+    from wslbench.rows import row_info
     from wslbench.runs import check_cells, discover
-    from wslbench.tables import METHOD_NAMES
 
     found = discovery or discover(runs_dir)
     runs = found.select(experiment)
     check_cells(runs)
-    mine = [r for r in runs if r.dataset == dataset]
+    mine = [r for r in runs if r.dataset == dataset and r.path == r.record]  # rescores are not seeds
     if not mine:
         others = ", ".join(sorted({r.dataset for r in runs})) or "none"
         raise DataError(f"no finished {dataset} runs under {found.root} (data sets with finished runs: {others})"
                         + (f"\n{found.skipped_report()}" if found.skipped else ""))
-    order = {m: i for i, m in enumerate(METHOD_NAMES)}
     out: dict[str, dict[str, list[Path]]] = {}
-    for r in sorted(mine, key=lambda r: (r.experiment, order.get(r.variant.split("+")[0], 99), r.variant, r.seed)):
+    for r in sorted(mine, key=lambda r: (r.experiment, row_info(r.variant).order, r.seed)):
         out.setdefault(r.experiment, {}).setdefault(r.variant, []).append(r.path)
     return out
 
 
 def write_figures(runs_dir: str | Path, dataset: str, out_dir: str | Path, n_images: int = 6,
                   data_root: str | None = None, experiment: str | None = None, discovery=None,
-                  echo=None) -> list[Path]:
+                  echo=None, published: str | Path | None = None) -> list[Path]:
     """PR curves and the mask grid of ``dataset`` for each experiment (or the one named), in
-    ``<out>/<experiment>/``, like the tables; ``echo`` gets what was not drawn and why."""
+    ``<out>/<experiment>/``, like the tables; ``echo`` gets what was not drawn and why. With a
+    published file for ``dataset`` (``published``: its folder, default the repository's
+    results/published), our F1(t) curves against the published F1 too (wslbench.published)."""
+    from wslbench.published import published_curves
+
     paths = []
     for name, runs in finished_runs(runs_dir, dataset, experiment, discovery).items():
         out = Path(out_dir) / name
@@ -134,6 +137,8 @@ def write_figures(runs_dir: str | Path, dataset: str, out_dir: str | Path, n_ima
         paths += training_curves(runs, dataset, out, title=f"{dataset} ({name}): training curves")
         paths += write_convergence(runs, out / f"{dataset}_convergence.md",
                                    title=f"{dataset} ({name}): has each training loss flattened?")
+        paths += published_curves(runs, dataset, out, published,
+                                   title=f"{dataset} ({name}): our F1+(τ) and F1-(τ) against the published F1+ and F1- (dashed)")
     return paths
 
 

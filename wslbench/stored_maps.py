@@ -102,16 +102,36 @@ def write_maps(path: str | Path, maps: list[StoredMap], recipe: MapRecipe, meta:
     atomic_save(path, lambda buf: np.savez_compressed(buf, **arrays))
 
 
-def store_split(run_dir: str | Path, split: str, stored: list, recipe: MapRecipe | None, *, classifies: bool,
+def store_split(run_dir: str | Path, split: str, stored: list, recipes: list, *, classifies: bool,
                 crf_applicable: bool, map_normalization: str, pad_multiple: int) -> bool:
     """``maps-<split>.npz`` of a run when every image has a native map (a method with a recipe);
-    False, and nothing written, otherwise. The header says how evaluation scored the maps."""
-    if recipe is None or not stored or any(m is None for m in stored):
+    False, and nothing written, otherwise. ``recipes``: each image's recipe (one file holds one:
+    a split whose images came with different recipes is stored at full resolution, see
+    ``one_recipe``). The header says how evaluation scored the maps."""
+    if not stored or any(m is None for m in stored) or any(r is None for r in recipes):
         return False
+    stored, recipe = one_recipe(stored, recipes)
     write_maps(maps_file(run_dir, split), stored, recipe, {
         "split": split, "classifies": classifies, "crf_applicable": crf_applicable,
         "map_normalization": map_normalization, "pad_multiple": pad_multiple})
     return True
+
+
+def one_recipe(stored: list[StoredMap], recipes: list[MapRecipe]) -> tuple[list[StoredMap], MapRecipe]:
+    """The split's maps under a single recipe. When the images came with different recipes (the
+    post-hoc methods fall back to the package's full-resolution maps batch by batch when its steps
+    cannot be replayed exactly), every map is brought to full resolution by its own recipe, so
+    each image keeps the map evaluation scored (8-bit PNG, as U-Net's)."""
+    from wslbench.methods.maps import FULL_RESOLUTION
+
+    if all(r == recipes[0] for r in recipes):
+        return stored, recipes[0]
+    full = []
+    for m, r in zip(stored, recipes):
+        native = torch.from_numpy(np.ascontiguousarray(m.native))[None]
+        padded = r.apply(native, m.size).float().clamp(0, 1).numpy()[0]
+        full.append(StoredMap(m.id, padded, m.size, m.box, m.pred_label))
+    return full, FULL_RESOLUTION
 
 
 def read_maps(path: str | Path) -> tuple[dict, MapRecipe, list[StoredMap]]:

@@ -6,8 +6,11 @@ and each experiment gets its own Tables 1-6 in ``<out>/<experiment>/``, headed b
 experiment is (trunk, resolution, epochs, checkpoint selection). Cells are mean ± sample std
 over seeds with the number of seeds (one seed: its value alone, no "± 0.00"). Min-max runs
 with ``model.erase_depth = 0`` are the "without erasing" variant (Tables 3-5); another tag is
-a row of its own. The best weakly supervised value of a column is bold (the constant All-ones
-and the fully supervised U-Net are not contenders); a missing run shows '–', never a zero; a
+a row of its own; rows are named and ordered as their methods declare (wslbench.rows). Each
+cell carries a 95% bootstrap interval, and bold marks the best contender of a column together
+with every contender a paired bootstrap cannot tell from it (wslbench.verdicts); a constant map,
+a method trained with pixel labels and a row with fewer seeds than the others are never bold.
+A missing run shows '–', never a zero; a
 method that does not classify shows 'n/a'; a data-set column with no run in a table is left out
 unless ``full_layout`` asks for the paper's layout.
 """
@@ -21,37 +24,10 @@ import pandas as pd
 
 from wslbench.errors import DataError
 from wslbench.io import finished_result
+from wslbench.rows import display_name, ordered, row_info  # noqa: F401 (display_name: tables' public name)
 from wslbench.runs import NOERASE, Discovery, Run, check_cells, discover
+from wslbench.verdicts import LEVEL, RESAMPLES, RESAMPLING_SEED, PerImage, RowScores, column_draws, tied_best
 
-#: display order and names, as in the paper
-METHOD_NAMES = {
-    "all-ones": "All-ones",
-    "cam-avg": "CAM-Avg",
-    "cam-max": "CAM-Max",
-    "cam-lse": "CAM-LSE",
-    "wildcat": "Wildcat",
-    "gradcam": "Grad-CAM",
-    "deepmil": "Deep MIL",
-    # WSOL methods (as trained by clovaai/wsolevaluation): Singh & Lee ICCV 2017; Zhang et al.
-    # CVPR 2018; Zhang et al. ECCV 2018; Choe & Shim CVPR 2019; Yun et al. ICCV 2019
-    "has": "HaS",
-    "acol": "ACoL",
-    "spg": "SPG",
-    "adl": "ADL",
-    "cutmix": "CutMix",
-    # post-hoc maps of the Grad-CAM classifier (grad-cam package): Chattopadhay et al. WACV 2018;
-    # Fu et al. BMVC 2020; Jiang et al. TIP 2021; Wang et al. CVPRW 2020; Draelos & Carin 2020
-    # (arXiv:2011.08891); Muhammad & Yeasin IJCNN 2020
-    "gradcampp": "Grad-CAM++",
-    "xgradcam": "XGrad-CAM",
-    "layercam": "LayerCAM",
-    "scorecam": "Score-CAM",
-    "hirescam": "HiResCAM",
-    "eigencam": "Eigen-CAM",
-    "minmax": "Ours (min-max)",
-    "unet": "Full sup. (U-Net)",
-}
-NOT_CONTENDERS = {"all-ones", "unet"}
 DATASET_NAMES = {"glas": "GlaS", "cub5": "CUB5", "cub": "CUB", "oxf": "OxF", "synthetic": "Synthetic"}
 PAPER_DATASETS = ["glas", "cub5", "cub", "oxf"]  # the paper's column groups (full layout)
 VARIANT_NAMES = {"minmax": "with erasing (u > 0)", NOERASE: "without erasing (u = 0)"}
@@ -82,18 +58,6 @@ def empty_note(runs: pd.DataFrame, variants, datasets, metrics, titles: dict, ro
         return ""
     return (" Images where prediction and truth are both empty (Dice undefined) are left out of the means; "
             "left out, summed over seeds: " + "; ".join(parts) + ".")
-
-
-def display_name(variant: str) -> str:
-    """How a method, the min-max no-erasing variant or a tagged variant (``cam-max+big`` ->
-    "CAM-Max (big)") is named in tables and figures."""
-    names = {**METHOD_NAMES, NOERASE: "Ours, no erasing",
-             "minmax+maskimage": "Ours, mask per image",  # model.mask_norm=image (paper text; code: batch)
-             "minmax+sched": "Ours, published schedule"}  # the authors' lr x 0.1 every 40 epochs
-    if variant in names:
-        return names[variant]
-    method, _, tag = variant.partition("+")
-    return f"{METHOD_NAMES.get(method, method)} ({tag})" if tag else variant
 
 
 COLUMNS = ["experiment", "dataset", "method", "variant", "tag", "seed", "path", "cls_error", "f1_pos", "f1_neg",
@@ -131,6 +95,8 @@ class Cell:
     na: bool = False  # not applicable (All-ones' classification error)
     bold: bool = False
     arrow: str = ""  # "up" / "down" against a reference table
+    interval: tuple[float, float] | None = None  # 95% bootstrap interval (wslbench.verdicts)
+    short: bool = False  # fewer seeds than the column's other rows: marked, never bold
 
     def text(self, fmt: str, digits: int = 2) -> str:
         """The cell in Markdown; LaTeX is the same text through latex_escape, bold and the seed
@@ -142,11 +108,13 @@ class Cell:
         spread = f" ± {self.std:.{digits}f}" if self.std is not None else ""
         body = f"{self.mean:.{digits}f}{spread}"
         arrow = {"up": " ↑", "down": " ↓", "": ""}[self.arrow]
+        ci = f"[{self.interval[0]:.{digits - 1}f}, {self.interval[1]:.{digits - 1}f}] " if self.interval else ""
+        mark = SHORT_MARK if self.short else ""
         if fmt == "latex":
             body = f"\\textbf{{{latex_escape(body)}}}" if self.bold else latex_escape(body)
-            return f"{body}{latex_escape(arrow)} {{\\scriptsize({self.n})}}"
+            return f"{body}{latex_escape(arrow)} {{\\scriptsize{' ' + ci if ci else ''}({self.n}){latex_escape(mark)}}}"
         body = f"**{body}**" if self.bold else body
-        return f"{body}{arrow} ({self.n})"
+        return f"{body}{arrow} {ci}({self.n}){mark}"
 
 
 def aggregate(values) -> Cell:
@@ -219,22 +187,63 @@ def _datasets(runs: pd.DataFrame, full_layout: bool = False) -> list[str]:
 
 
 def _main_rows(runs: pd.DataFrame, full_layout: bool = False) -> list[str]:
-    """The paper's methods in its order (those with runs, or all of them in the full layout),
-    then any other method or tagged variant; the no-erasing variant has Tables 3-5."""
-    present = set(runs["variant"])
-    paper = [v for v in METHOD_NAMES if full_layout or v in present]
-    return paper + sorted(present - set(METHOD_NAMES) - {NOERASE})
+    """The rows with runs (every registered method too in the full layout), in the order their
+    methods declare (wslbench.rows); the no-erasing variant has Tables 3-5."""
+    from wslbench.registry import list_methods
+
+    present = set(runs["variant"]) | (set(list_methods()) if full_layout else set())
+    return ordered(present - {NOERASE})
 
 
-def _mark_best(cells: list[list[Cell]], contenders: list[bool], lower_is_better: list[bool]) -> None:
+#: the mark of a row with fewer seeds than the column's other rows (never bold)
+SHORT_MARK = "†"
+#: columns computed from others: the mean Dice over the two classes (the paper's point: F1+ alone
+#: rewards marking everything); its bootstrap averages its parts' resampled statistics
+DERIVED = {"f1_mean": ("f1_pos", "f1_neg"), "crf_f1_mean": ("crf_f1_pos", "crf_f1_neg")}
+
+
+def verdict_note() -> str:
+    """The caption sentence that says what bold, brackets and the mark mean."""
+    return (f" Brackets: 95% bootstrap interval ({RESAMPLES} resamples of seeds and test images, the same draws "
+            f"for every row, resampling seed {RESAMPLING_SEED}; scores pooled over images, such as PxAP, resample "
+            f"seeds only). Bold: the best row of a column and every row a paired bootstrap test cannot tell from "
+            f"it at the {LEVEL:.0%} level (two-sided); a constant map, a method trained with pixel labels and a "
+            f"row marked {SHORT_MARK} (fewer seeds than the column's other rows) are never bold.")
+
+
+def _row_scores(sub: pd.DataFrame, metric: str, scale: float, per_image: PerImage) -> RowScores | None:
+    series = [per_image.scores(p, metric, v, scale) for p, v in zip(sub["path"], sub[metric])]
+    series = [x for x in series if x is not None]
+    return RowScores(series) if series else None
+
+
+def _mark_verdicts(cells: list[list[Cell]], column_rows: list[list], contenders: list[bool],
+                   lower_is_better: list[bool]) -> None:
+    """Intervals, the fewer-seeds mark and bold (the tied-best set) of every column.
+    ``column_rows[j][i]``: row i's RowScores in column j, or a tuple of parts (a derived column)."""
     for j, lower in enumerate(lower_is_better):
-        scored = [(cells[i][j].mean, i) for i in range(len(cells)) if contenders[i] and cells[i][j].n]
-        if not scored:
-            continue
-        best = min(scored)[0] if lower else max(scored)[0]
-        for value, i in scored:
-            if np.isclose(value, best):
-                cells[i][j].bold = True
+        col = [row[j] for row in cells]
+        most = max((c.n for c in col), default=0)
+        for c in col:
+            c.short = bool(c.n) and c.n < most
+        rows = column_rows[j]
+        parts = [r for r in rows if isinstance(r, tuple)]
+        if parts:  # derived: the mean of its parts, with the parts' shared draws
+            n_parts = len(parts[0])
+            draws = [column_draws([r[k] if isinstance(r, tuple) else None for r in rows]) for k in range(n_parts)]
+            stats = [None if not isinstance(r, tuple) or any(x is None for x in r) else
+                     np.mean([d.statistic(x) for d, x in zip(draws, r)], axis=0) for r in rows]
+            points = [None if s is None else float(np.mean([x.point() for x in r])) for s, r in zip(stats, rows)]
+        else:
+            draws = column_draws(rows)
+            stats = [None if r is None else draws.statistic(r) for r in rows]
+            points = [None if r is None else r.point() for r in rows]
+        eligible = [contenders[i] and not col[i].short and col[i].n > 0 for i in range(len(col))]
+        verdict = tied_best(stats, points, eligible, lower)
+        for c, interval, tied in zip(col, verdict.intervals, verdict.tied):
+            if c.n and not c.na:
+                c.interval = interval
+                c.bold = tied
 
 
 def diverged_note(runs: pd.DataFrame, variants, datasets, row_names: dict) -> str:
@@ -254,29 +263,38 @@ def diverged_note(runs: pd.DataFrame, variants, datasets, row_names: dict) -> st
             "checkpoint its selection rule had kept before it diverged.")
 
 
-def metric_table(runs, number, caption, metrics, variants, datasets, scale, lower, na_for=("all-ones",),
-                 bold=True, titles=None, row_names: dict | None = None) -> Table:
-    """Rows = variants, column groups = data sets, one column per metric."""
-    titles = titles or {"cls_error": "Error (%)", "f1_pos": "F1+ (%)", "f1_neg": "F1- (%)",
-                        "crf_f1_pos": "F1+ (%)", "crf_f1_neg": "F1- (%)", "train_time_s": "Time (min)"}
-    cells = []
+def metric_table(runs, number, caption, metrics, variants, datasets, scale, lower, bold=True, titles=None,
+                 row_names: dict | None = None, per_image: PerImage | None = None) -> Table:
+    """Rows = variants, column groups = data sets, one column per metric; with ``bold``, every
+    cell gets its bootstrap interval and the tied-best set of each column is bold."""
+    titles = titles or TITLES
+    per_image = per_image or PerImage()
+    cells, column_rows = [], [[] for _ in datasets for _ in metrics]
     for v in variants:
-        row = []
+        row, j = [], 0
         for d in datasets:
             sub = runs[(runs["variant"] == v) & (runs["dataset"] == d)]
             for m in metrics:
-                if m == "cls_error" and v in na_for and len(sub):
+                if m == "cls_error" and not row_info(v).classifies and len(sub):
                     row.append(Cell(na=True))
+                    column_rows[j].append(None)
+                    j += 1
                     continue
                 c = aggregate(sub[m].tolist())
                 if c.n:
                     c.mean = c.mean * scale[m]
                     c.std = None if c.std is None else c.std * scale[m]
                 row.append(c)
+                if bold:
+                    column_rows[j].append(tuple(_row_scores(sub, p, scale[p], per_image) for p in DERIVED[m])
+                                          if m in DERIVED else _row_scores(sub, m, scale[m], per_image))
+                j += 1
         cells.append(row)
     if bold:
-        _mark_best(cells, [v not in NOT_CONTENDERS for v in variants], [lower[m] for _ in datasets for m in metrics])
-    row_names = row_names or METHOD_NAMES
+        _mark_verdicts(cells, column_rows, [row_info(v).contender for v in variants],
+                       [lower[m] for _ in datasets for m in metrics])
+        caption += verdict_note()
+    row_names = row_names or {}
     names = [row_names.get(v, display_name(v)) for v in variants]
     groups = [(DATASET_NAMES.get(d, d), [titles[m] for m in metrics]) for d in datasets]
     caption += empty_note(runs, variants, datasets, metrics, titles, row_names)
@@ -284,9 +302,11 @@ def metric_table(runs, number, caption, metrics, variants, datasets, scale, lowe
     return Table(number, caption, names, groups, cells)
 
 
-SCALE = {"cls_error": 1.0, "f1_pos": 100.0, "f1_neg": 100.0, "crf_f1_pos": 100.0, "crf_f1_neg": 100.0, "train_time_s": 1 / 60,
+TITLES = {"cls_error": "Error (%)", "f1_pos": "F1+ (%)", "f1_neg": "F1- (%)", "f1_mean": "Mean Dice (%)",
+          "crf_f1_pos": "F1+ (%)", "crf_f1_neg": "F1- (%)", "crf_f1_mean": "Mean Dice (%)", "train_time_s": "Time (min)"}
+SCALE = {"cls_error": 1.0, "f1_pos": 100.0, "f1_neg": 100.0, "f1_mean": 100.0, "crf_f1_mean": 100.0, "crf_f1_pos": 100.0, "crf_f1_neg": 100.0, "train_time_s": 1 / 60,
          "pxap": 100.0, "crf_pxap": 100.0, "auc_f1_pos": 100.0, "auc_f1_neg": 100.0}
-LOWER = {"cls_error": True, "f1_pos": False, "f1_neg": False, "crf_f1_pos": False, "crf_f1_neg": False, "train_time_s": True,
+LOWER = {"cls_error": True, "f1_pos": False, "f1_neg": False, "f1_mean": False, "crf_f1_mean": False, "crf_f1_pos": False, "crf_f1_neg": False, "train_time_s": True,
          "pxap": False, "crf_pxap": False, "auc_f1_pos": False, "auc_f1_neg": False}
 #: read from each run's eval.json for the threshold-free tables and the protocol (wslbench.protocols)
 EVAL_FIELDS = ("pxap", "crf_pxap", "auc_f1_pos", "auc_f1_neg", "protocol_label", "diverged_at_epoch")
@@ -303,6 +323,8 @@ def _with_eval_fields(runs: pd.DataFrame) -> pd.DataFrame:
     for k in missing:
         runs[k] = pd.Series([ev.get(k) for ev in evs], index=runs.index, dtype=object)
     runs["protocol_label"] = [PAPER_PROTOCOL if pd.isna(v) else v for v in runs["protocol_label"]]
+    for name, parts in DERIVED.items():
+        runs[name] = pd.to_numeric(runs[parts[0]], errors="coerce") / 2 + pd.to_numeric(runs[parts[1]], errors="coerce") / 2
     return runs
 
 
@@ -334,22 +356,24 @@ def build_tables(runs: pd.DataFrame, full_layout: bool = False, experiment: str 
     datasets = _datasets(runs, full_layout)
     runs, datasets, group_titles, protocol_note = _split_by_protocol(runs, datasets)
     main_rows = _main_rows(runs, full_layout)
-    classifiers = [v for v in main_rows if v != "unet"]
+    per_image = PerImage()  # each record's per_image.csv, read once for all tables
     erasing = ["minmax", NOERASE]
     t = [
-        metric_table(runs, 1, "Classification error (%) on the test sets.", ["cls_error"], classifiers, datasets, SCALE, LOWER),
-        metric_table(runs, 2, "Pointwise localization on the test sets: Dice of the foreground (F1+) and of the background (F1-).",
-                     ["f1_pos", "f1_neg"], main_rows, datasets, SCALE, LOWER),
+        metric_table(runs, 1, "Classification error (%) on the test sets.", ["cls_error"], main_rows, datasets, SCALE, LOWER,
+                     per_image=per_image),
+        metric_table(runs, 2, "Pointwise localization on the test sets: Dice of the foreground (F1+), of the background "
+                     "(F1-) and their mean.", ["f1_pos", "f1_neg", "f1_mean"], main_rows, datasets, SCALE, LOWER,
+                     per_image=per_image),
         metric_table(runs, 3, "Min-max entropy: classification error (%) with and without recursive erasing.",
-                     ["cls_error"], erasing, datasets, SCALE, LOWER, row_names=VARIANT_NAMES),
+                     ["cls_error"], erasing, datasets, SCALE, LOWER, row_names=VARIANT_NAMES, per_image=per_image),
         metric_table(runs, 4, "Min-max entropy: F1+ and F1- with and without recursive erasing.",
-                     ["f1_pos", "f1_neg"], erasing, datasets, SCALE, LOWER, row_names=VARIANT_NAMES),
+                     ["f1_pos", "f1_neg"], erasing, datasets, SCALE, LOWER, row_names=VARIANT_NAMES, per_image=per_image),
         metric_table(runs, 5, "Min-max entropy: training time (minutes, one run) with and without recursive erasing.",
                      ["train_time_s"], erasing, datasets, SCALE, LOWER, bold=False, row_names=VARIANT_NAMES),
     ]
-    crf_rows = [v for v in main_rows if v not in ("deepmil", "all-ones")]  # maps that are not probabilities
+    crf_rows = [v for v in main_rows if row_info(v).crf]  # not Deep MIL's attention nor a constant map
     crf = metric_table(runs, 6, "Pointwise localization after dense-CRF post-processing; arrows: change against Table 2 (Deep MIL excluded: its maps are not per-pixel probabilities).",
-                       ["crf_f1_pos", "crf_f1_neg"], crf_rows, datasets, SCALE, LOWER)
+                       ["crf_f1_pos", "crf_f1_neg", "crf_f1_mean"], crf_rows, datasets, SCALE, LOWER, per_image=per_image)
     base = {name: row for name, row in zip(t[1].rows, t[1].cells)}
     for name, row in zip(crf.rows, crf.cells):
         for j, c in enumerate(row):
@@ -361,11 +385,11 @@ def build_tables(runs: pd.DataFrame, full_layout: bool = False, experiment: str 
         runs, 7, "Pixel average precision (PxAP, Choe et al. 2020): foreground precision-recall over all test pixels "
         "pooled, thresholds every 0.001; without and with dense-CRF post-processing ('–': no CRF evaluation, or maps "
         "that take none).", ["pxap", "crf_pxap"], main_rows, datasets, SCALE, LOWER,
-        titles={"pxap": "PxAP (%)", "crf_pxap": "PxAP + CRF (%)"}))
+        titles={"pxap": "PxAP (%)", "crf_pxap": "PxAP + CRF (%)"}, per_image=per_image))
     t.append(metric_table(
         runs, 8, "Threshold-free Dice: area under F1+(t) and F1-(t) for t in [0, 1] (mean over test images at every "
         "threshold of the grid).", ["auc_f1_pos", "auc_f1_neg"], main_rows, datasets, SCALE, LOWER,
-        titles={"auc_f1_pos": "AUC F1+ (%)", "auc_f1_neg": "AUC F1- (%)"}))
+        titles={"auc_f1_pos": "AUC F1+ (%)", "auc_f1_neg": "AUC F1- (%)"}, per_image=per_image))
     for tab in t:
         tab.caption += protocol_note
         tab.groups = [(group_titles.get(g, g), cols) for g, cols in tab.groups]
@@ -452,7 +476,7 @@ def _summarise(values: dict[tuple[str, str], str | None], per_dataset: bool) -> 
 def describe_experiment(name: str, runs: list[Run]) -> str:
     """The line that heads an experiment's tables: its name, trunk, resolution, epochs,
     checkpoint selection and device, as the runs' config.yaml / eval.json / env.json say."""
-    order = {v: i for i, v in enumerate([*METHOD_NAMES, NOERASE])}
+    order = {v: i for i, v in enumerate(ordered({r.variant for r in runs}))}
     ds_order = {d: i for i, d in enumerate(DATASET_NAMES)}
     runs = sorted(runs, key=lambda r: (ds_order.get(r.dataset, 99), r.dataset, order.get(r.variant, 99), r.variant, r.seed))
     facts = {}
@@ -464,6 +488,14 @@ def describe_experiment(name: str, runs: list[Run]) -> str:
         if text:
             parts.append(label + text)
     return f"Experiment {name}: " + "; ".join(parts) + "."
+
+
+def build_experiment(found: Discovery, experiment: str) -> tuple[list[Table], list[str]]:
+    """The tables of one experiment of the discovered runs, and its Table 2 rows (registry keys)."""
+    runs = found.select(experiment)
+    check_cells(runs)
+    frame = runs_frame(runs)
+    return build_tables(frame, False, describe_experiment(experiment, runs)), _main_rows(_with_eval_fields(frame))
 
 
 def write_tables(runs_dir: str | Path, out_dir: str | Path, formats=("latex", "markdown"),
@@ -486,6 +518,11 @@ def write_tables(runs_dir: str | Path, out_dir: str | Path, formats=("latex", "m
         tables = build_tables(frame, full_layout, describe_experiment(name, runs))
         out = Path(out_dir) / name
         mine = []
+        if "markdown" in formats and any(t.number == 2 for t in tables):
+            from wslbench.summary import verdict
+
+            mine.append(out / "verdict.md")
+            atomic_write_text(mine[-1], verdict(tables, _main_rows(_with_eval_fields(frame)), name))
         for tab in tables:
             if "latex" in formats:
                 mine.append(out / f"table{tab.number}.tex")

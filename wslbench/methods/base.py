@@ -41,6 +41,18 @@ class Method(nn.Module):
     #: how ``predict`` brings its maps to [0, 1]; evaluation states it in eval.json
     map_normalization: ClassVar[str] = "min-max per image"
 
+    # --- what the method's row is in tables and figures (wslbench.rows) -------------------
+    #: the row's name (None: the registry name); read from the class itself, never inherited
+    display_name: ClassVar[str | None] = None
+    #: the row's family (wslbench.rows.FAMILIES): "paper", "wsol", "post-hoc", "ours", "reference", "other"
+    family: ClassVar[str] = "other"
+    #: a table may bold the row; never for a constant map, nor for a method that uses pixel labels
+    contender: ClassVar[bool] = True
+    #: rows of tagged variants, by tag ({"sched": "Ours, published schedule"}); others: "<name> (<tag>)"
+    tag_names: ClassVar[dict[str, str]] = {}
+    #: where the row sits in tables, lower first (the built-ins: the paper's order)
+    row_order: ClassVar[int] = 500
+
     def __init__(self, num_classes: int, **config: Any):
         super().__init__()
         from wslbench.options import check_options

@@ -28,7 +28,7 @@ BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 #: ``amp: auto`` on a CPU with native bf16. False: measured, bf16 moved the synthetic results of
 #: min-max, Deep MIL and CAM-Max (and CAM-Avg's GlaS test error) by more than the seed-to-seed
-#: spread, so fp32 stays the default (issue 19's rule; results/benchmarks.md, "fp32 vs bf16");
+#: spread, so fp32 stays the default (the rule: a faster mode becomes the default only if it leaves the results within the seed spread; results/benchmarks.md, "fp32 vs bf16");
 #: ``train.amp=true`` turns bf16 on.
 CPU_AUTO_BF16 = False
 

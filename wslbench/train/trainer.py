@@ -85,7 +85,8 @@ def git_state(repo: Path, own: Path | None = None) -> tuple[str | None, bool | N
 
 
 def environment_info(device: torch.device, run_dir: Path | None = None) -> dict:
-    """What produced a run: code version (leaving out ``run_dir``'s own files), packages, hardware."""
+    """What produced a run: code version (leaving out ``run_dir``'s own files), packages, hardware,
+    the command."""
     import numpy
     import timm
     import torchvision
@@ -106,7 +107,9 @@ def environment_info(device: torch.device, run_dir: Path | None = None) -> dict:
         # bitwise the same, so a run repeated on another machine may differ from its record
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "hostname": socket.gethostname(),
-        "argv": sys.argv,
+        # the command as typed: the program's name without the folder it was installed in (an
+        # absolute path of one machine), then the arguments unchanged
+        "argv": [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else [],
     }
 
 
@@ -671,15 +674,15 @@ class Trainer:
         pixel-budget rescore chooses tau on them); nothing for a method without a recipe. Kept in
         the evaluation's cache as they are made, so that a stopped evaluation does not predict them
         again."""
-        stored, recipe = [], None
+        stored, recipes = [], []
         cache = MapCache(self.run_dir / EVAL_CACHE / "val", self._map_fingerprint(self.val_set.split))
         for p in self.protocol.predict(self.method, self.val_set, self.device, self.amp, self.channels_last,
                                        cache=cache, should_stop=stop_requested):
             if p.stored is None:  # no recipe: nothing to store, no need to predict the rest
                 return
             stored.append(p.stored)
-            recipe = p.recipe
-        store_split(self.run_dir, "val", stored, recipe, classifies=self.method.classifies,
+            recipes.append(p.recipe)
+        store_split(self.run_dir, "val", stored, recipes, classifies=self.method.classifies,
                     crf_applicable=self.method.crf_applicable,
                     map_normalization=getattr(self.method, "map_normalization", MINMAX_PER_IMAGE),
                     pad_multiple=self.protocol.pad_multiple)

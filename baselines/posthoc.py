@@ -62,8 +62,12 @@ class PosthocCam(GradCam):
         """Which finished runs' classifiers this method can evaluate (see classifier_state)."""
         return issubclass(source_cls, (GradCam, CamAvg))
 
+    def classifier_weights(self, state: dict, source_cls: type) -> dict:
+        """A source run's weights as this method's state dict (checked before loading)."""
+        return classifier_state(state, source_cls)
+
     def load_classifier(self, state: dict, source_cls: type) -> None:
-        self.load_state_dict(classifier_state(state, source_cls), strict=True)
+        self.load_state_dict(self.classifier_weights(state, source_cls), strict=True)
 
     def cam(self):
         try:

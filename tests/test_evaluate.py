@@ -139,7 +139,7 @@ def test_training_curves_keep_a_diverged_runs_explosion_off_the_loss_axis(tmp_pa
                                                  for e, v in enumerate(losses)))
         (d / "config.yaml").write_text("method: spg\n")
         (d / "status.json").write_text(json.dumps({"state": "finished"}))
-        (d / "eval.json").write_text(json.dumps(ev or {"f1_pos": 0.5}))
+        (d / "eval.json").write_text(json.dumps({"f1_pos": 0.5, "f1_neg": 0.5, **(ev or {})}))  # a finished run has both
         return d
 
     blown = fake_run(0, [0.9, 0.5, 0.3, 4.0, 266205.0], {"diverged_at_epoch": 6, "checkpoint_epoch": 3})

@@ -66,7 +66,7 @@ def _eval(tmp_path, maps_dir, *extra):
 def test_png_maps_at_another_resolution_are_resized_and_scored(tmp_path):
     rng = np.random.default_rng(0)
     maps = {"test_0000.png": (rng.random((16, 16)) * 255).astype(np.uint8),
-            "test_0001.png": (rng.random((8, 12)) * 65535).astype(np.uint16),
+            "test_0001.png": (rng.random((8, 8)) * 65535).astype(np.uint16),  # a stride-4 map
             "test_0002.npy": rng.random((32, 32))}
     _write(tmp_path / "m", maps)
     r, out = _eval(tmp_path, tmp_path / "m")

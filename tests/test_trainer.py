@@ -61,6 +61,8 @@ def test_resume_reaches_the_same_final_metrics(tmp_path):
     run(tiny_config(epochs=1), run_dir=tmp_path / "part")  # "dies" after epoch 1:
     (tmp_path / "part" / "eval.json").unlink()  # a dead run has no result and is not finished
     (tmp_path / "part" / "status.json").write_text('{"state": "running"}')
+    recorded = tmp_path / "part" / "config.yaml"  # as the 3-epoch run that died would have recorded it
+    recorded.write_text(recorded.read_text().replace("epochs: 1\n", "epochs: 3\n", 1))
     # the first part "ran" on another machine at another commit: env.json must keep that
     env_path = tmp_path / "part" / "env.json"
     first = {**json.loads(env_path.read_text()), "cpu_capability": "OTHER_CPU", "git_commit": "0" * 40, "hostname": "elsewhere"}

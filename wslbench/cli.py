@@ -11,18 +11,54 @@ import click
 from wslbench.errors import WslbenchError
 
 
+#: the longest message printed whole: a value quoted in a message (a huge YAML alias expansion,
+#: a long list) must not flood the terminal
+MESSAGE_LIMIT = 2000
+
+
+def cut_message(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text``, or its first ``limit`` characters and how many were cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} ... [{len(text) - limit:,} more characters cut]"
+
+
 def friendly_errors(fn):
-    """Turn WslbenchError (and Ctrl-C) into a one-line message and a non-zero exit code."""
+    """Turn WslbenchError (and an output folder that cannot be written) into a one-line message
+    and exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except WslbenchError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
+            click.secho(f"error: {cut_message(str(exc))}", fg="red", err=True)
+            sys.exit(2)
+        except (PermissionError, NotADirectoryError, FileExistsError, IsADirectoryError) as exc:
+            # the file system refused a write (a read-only folder, a file where a folder must be): say where
+            where = f": {exc.filename}" if exc.filename else ""
+            click.secho(f"error: cannot write{where} ({exc.strerror or exc})", fg="red", err=True)
             sys.exit(2)
 
     return wrapper
+
+
+def writable_folder(path, option: str = "--out", given=None) -> None:
+    """``path`` is, or can be made, a folder this process may write: its nearest existing ancestor
+    is a folder with write permission; else one message naming the option (as ``given``) and the culprit."""
+    path = Path(path)
+    shown = given if given is not None else path
+    here = path
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    if here.exists() and not here.is_dir():
+        raise WslbenchError(f"{option} {shown}: {here} is a file, not a folder")
+    if not os.access(here, os.W_OK | os.X_OK):
+        raise WslbenchError(f"{option} {shown}: {here} is not writable")
+
+
+#: the files that make a folder a run folder: one command owns it at a time
+RUN_MARKERS = ("config.yaml", "status.json", "eval.json", "last.pt", "best.pt", "run.lock")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,6 +116,11 @@ def run(method, dataset, config_files, overrides, seed, epochs, device, data_roo
 
         cfg = config_from_source(cfg, from_run, source, seed_given=seed is not None)
     run_dir = cfg.run_dir(out)
+    writable_folder(run_dir, given=out)
+    if run_dir.is_dir():  # its bookkeeping files must be what they should be before anything reads them
+        from wslbench.runs import check_run_files
+
+        check_run_files(run_dir)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks
         click.echo(f"run folder: {run_dir}", err=True)
     if from_run is not None:
@@ -121,7 +162,8 @@ def list_cmd():
                    "(8/16-bit) per test image.")
 @click.option("--dataset", "-d", default=None, help="With --maps: the data set whose test split the maps cover.")
 @click.option("--data-root", type=click.Path(), default=None,
-              help="With --maps: the data set's folder (default: $WSLBENCH_DATA/<dataset>).")
+              help="The data set's folder (default: the run's, with --maps $WSLBENCH_DATA/<dataset>); recorded in "
+                   "eval.json.")
 @click.option("--classes", type=click.Path(dir_okay=False), default=None,
               help="With --maps: CSV with columns id, pred_label (class index or name) for the classification error.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
@@ -129,7 +171,8 @@ def list_cmd():
 @click.option("--name", default="external", show_default=True, help="With --maps: the method name tables show.")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --maps: the seed the maps come from.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="With --maps: config override, e.g. --set data.scale=0.5 or --set eval.threshold=0.4.")
+              help="With --maps: config override, e.g. --set data.scale=0.5 or --set eval.threshold=0.4; with "
+                   "RUN_DIR: eval.* only, e.g. --set eval.threshold=0.4, recorded in eval.json (eval_overrides).")
 @click.option("--map-normalization", default=None,
               help="With --maps: how the maps were brought to [0, 1], recorded in eval.json.")
 @friendly_errors
@@ -140,17 +183,33 @@ def eval_cmd(run_dir, crf, device, checkpoint, maps_dir, dataset, data_root, cla
     if maps_dir is None:
         if run_dir is None:
             raise WslbenchError("give a RUN_DIR, or --maps DIR --dataset NAME --out RUN_DIR")
+        ctx = click.get_current_context()
+        given = [f"--{p.replace('_', '-')}" for p in ("out_dir", "name", "seed", "classes", "map_normalization", "dataset")
+                 if ctx.get_parameter_source(p) not in (None, click.core.ParameterSource.DEFAULT)]
+        if given:  # said once instead of ignored: they describe maps, not a run that exists
+            raise WslbenchError(f"{', '.join(g.replace('--out-dir', '--out') for g in given)}: only with --maps; "
+                                f"eval RUN_DIR evaluates the run as recorded (--set eval.*, --data-root, --crf, "
+                                "--device and --checkpoint apply)")
+        from wslbench.config import parse_override, yaml_load
+        from wslbench.runs import check_run_files
+        from wslbench.train.lock import RunLock
         from wslbench.train.trainer import evaluate_run
+        from wslbench.validation import check_eval_overrides
 
-        from wslbench.config import yaml_load
-
+        if not (Path(run_dir) / "config.yaml").is_file():
+            raise WslbenchError(f"{run_dir} is not a run directory (no config.yaml)")
+        check_run_files(Path(run_dir))
+        changes = check_eval_overrides(dict(parse_override(text) for text in overrides))
+        if data_root is not None:
+            changes["data.root"] = data_root
         config = Path(run_dir) / "config.yaml"
         posthoc = config.is_file() and checkpoint == "best.pt" and \
             bool(((yaml_load(config.read_text()) or {}).get("eval") or {}).get("from_run"))  # reads its source's
         if config.is_file() and not (Path(run_dir) / checkpoint).is_file() and not posthoc:
             found = sorted(p.name for p in Path(run_dir).glob("*.pt"))
             raise WslbenchError(f"--checkpoint: no file {checkpoint!r} in {run_dir} (checkpoints there: {', '.join(found) or 'none'})")
-        result = evaluate_run(run_dir, crf=crf, device=device, checkpoint=checkpoint)
+        with RunLock(run_dir):  # never while a run trains (or another eval writes) there
+            result = evaluate_run(run_dir, crf=crf, device=device, checkpoint=checkpoint, overrides=changes or None)
         _print_result(result, Path(run_dir))
         return
     if run_dir is not None or dataset is None or out_dir is None:
@@ -160,8 +219,18 @@ def eval_cmd(run_dir, crf, device, checkpoint, maps_dir, dataset, data_root, cla
     from wslbench.registry import dataset_entry
 
     dataset_entry(dataset)
-    # the maps name no registered method, so the method-option checks do not apply (external.py checks the maps)
-    cfg = C.resolve(name, dataset, overrides=list(overrides), cli={"seed": seed, "data.root": data_root}, check=False)
+    out_path = Path(out_dir)
+    if out_path.is_dir() and any((out_path / f).exists() for f in RUN_MARKERS):
+        found = ", ".join(f for f in RUN_MARKERS if (out_path / f).exists())
+        raise WslbenchError(f"--out {out_dir} is a run folder ({found}): eval --maps writes a new folder only, never "
+                            "into a run (choose another --out)")
+    writable_folder(out_path)
+    from wslbench.validation import check_maps_config
+
+    # the maps name no registered method: the method-option checks do not apply (external.py checks the maps),
+    # every other value is checked as `run` checks it
+    raw, sources = C.layered(name, dataset, overrides=list(overrides), cli={"seed": seed, "data.root": data_root})
+    cfg = C.from_dict(check_maps_config(raw, sources))
     result = evaluate_maps(maps_dir, cfg, out_dir, classes=classes, crf=crf,
                            map_normalization=map_normalization or SUPPLIED)
     _print_result(result, Path(out_dir))
@@ -195,6 +264,7 @@ def tables(runs_dir, out_dir, experiment, formats, full_layout, published_dir, d
 
     found = discover(runs_dir)
     formats = formats or ("latex", "markdown")
+    writable_folder(out_dir)
     write_tables(runs_dir, out_dir, formats, experiment=experiment, full_layout=full_layout,
                  discovery=found, echo=click.echo)
     published_dir = published_dir or default_published_dir()
@@ -229,6 +299,7 @@ def figures(runs_dir, dataset, out_dir, experiment, n_images, data_root, publish
     from wslbench.runs import discover
 
     found = discover(runs_dir)
+    writable_folder(out_dir)
     for p in write_figures(runs_dir, dataset, out_dir, n_images, data_root, experiment=experiment, discovery=found,
                            echo=lambda m: click.echo(m, err=True), published=published_dir):
         click.echo(str(p))
@@ -251,8 +322,10 @@ def rescore(root, protocol, overrides, crf):
     from tqdm.auto import tqdm
 
     from wslbench.config import parse_override
+    from wslbench.errors import DataError
     from wslbench.rescore import rescore_run, without_maps_reason
-    from wslbench.runs import find_run_dirs
+    from wslbench.runs import check_run_files, find_run_dirs
+    from wslbench.train.lock import RunLock
 
     proto, threshold = ({"name": protocol} if protocol else None), None
     for text in overrides:
@@ -268,11 +341,24 @@ def rescore(root, protocol, overrides, crf):
         raise WslbenchError(f"no run folder under {root}")
     skipped = []
     for run_dir in tqdm(runs, desc="rescore", unit="run", disable=len(runs) < 2):
+        try:
+            check_run_files(run_dir)
+        except DataError as exc:
+            skipped.append(str(exc))
+            continue
         why = without_maps_reason(run_dir)
         if why is not None:
             skipped.append(f"{run_dir}: {why}")
             continue
-        done = rescore_run(run_dir, protocol=proto, threshold=threshold, crf=crf)
+        try:
+            lock = RunLock(run_dir).acquire()  # a run still writing its folder is not rescored under it
+        except WslbenchError as exc:
+            skipped.append(str(exc))
+            continue
+        try:
+            done = rescore_run(run_dir, protocol=proto, threshold=threshold, crf=crf)
+        finally:
+            lock.release()
         r = done.result
         click.echo(f"{done.out_dir}: F1+ {r['f1_pos']:.4f}  F1- {r['f1_neg']:.4f}  PxAP {r.get('pxap', float('nan')):.4f}"
                    f"  tau {r['threshold']:.3f}")

@@ -41,8 +41,49 @@ _Loader.add_implicit_resolver(
 )
 
 
-def yaml_load(text: str):
-    return yaml.load(text, Loader=_Loader)
+#: nodes a YAML text may hold once its aliases are expanded: a real config holds a few hundred, an
+#: alias chain ("billion laughs") billions, which no message or deep copy should try to spell out
+MAX_YAML_NODES = 100_000
+
+
+def yaml_load(text: str, source: str = "YAML"):
+    """Parse with :class:`_Loader`; a document whose aliases expand beyond MAX_YAML_NODES nodes,
+    or nested too deeply to parse, is a ConfigError naming ``source``."""
+    try:
+        data = yaml.load(text, Loader=_Loader)
+        _expanded_size(data, {}, set())
+    except RecursionError as exc:
+        raise ConfigError(f"{source}: nested too deeply (or an alias refers to itself)") from exc
+    except _TooLarge as exc:
+        raise ConfigError(f"{source}: its aliases expand to more than {MAX_YAML_NODES} values (refused: "
+                          "a config never needs that many)") from exc
+    return data
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _expanded_size(obj, memo: dict, active: set) -> int:
+    """Node count with aliases expanded, each shared node counted once per use (memoised, so a
+    chain of aliases is measured without expanding it)."""
+    if not isinstance(obj, (dict, list)):
+        return 1
+    key = id(obj)
+    if key in memo:
+        return memo[key]
+    if key in active:  # a recursive alias: infinite once expanded
+        raise _TooLarge
+    active.add(key)
+    items = [*obj.keys(), *obj.values()] if isinstance(obj, dict) else obj
+    n = 1
+    for item in items:
+        n += _expanded_size(item, memo, active)
+        if n > MAX_YAML_NODES:
+            raise _TooLarge
+    active.discard(key)
+    memo[key] = n
+    return n
 
 
 @dataclass(frozen=True)
@@ -230,9 +271,11 @@ def load_yaml(path: str | Path) -> dict:
 def _parse_yaml_file(path: str, mtime_ns: int, size: int) -> dict:
     """Parsed once per file version: a sweep resolves the same few files for every job."""
     try:
-        data = yaml_load(Path(path).read_text(encoding="utf-8")) or {}
+        data = yaml_load(Path(path).read_text(encoding="utf-8"), source=path) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
@@ -335,6 +378,7 @@ def layered(
     for path in config_files:
         layers.append((load_yaml(path), Source(f"--config {path}")))
     for layer, source in layers:
+        _check_sections(layer, source.label)
         cfg = deep_merge(cfg, layer)
         _record(sources, layer, source)
     for items, source in ((shared_overrides, Source("sweep set (every method)", True)), (overrides, Source("--set"))):
@@ -351,6 +395,17 @@ def layered(
     if extra:
         raise ConfigError(f"unknown top-level config key(s): {', '.join(sorted(extra))}")
     return cfg, sources
+
+
+def _check_sections(layer: dict, label: str) -> None:
+    """Each section of a YAML layer is a mapping (an empty one may be left blank): ``data: 5``
+    is refused as such, not later as a missing data option."""
+    for key in SECTIONS:
+        if key in layer and layer[key] is None:
+            layer[key] = {}
+        elif key in layer and not isinstance(layer[key], dict):
+            raise ConfigError(f"{label}: '{key}' must be a mapping of {key} options (indented key: value lines), "
+                              f"got {repr(layer[key])[:60]}")
 
 
 def _shown(path: Path) -> str:

@@ -3,8 +3,9 @@ idea of scoring heatmaps written by another codebase) and record them as a run f
 ``wslbench tables`` and ``wslbench figures`` treat them like our own runs.
 
 One file per test image named by its id: ``<id>.npy`` (2-D float in [0, 1]) or ``<id>.png``
-(8- or 16-bit single channel, divided by 255 or 65535), at any resolution: a map is resized
-bilinearly to the evaluation image, as our own maps are (wslbench.methods.maps.upsample).
+(8- or 16-bit single channel, divided by 255 or 65535), at the evaluation image's size or any
+size of the same aspect ratio: such a map is resized bilinearly to the evaluation image, as our
+own maps are (wslbench.methods.maps.upsample); a map of another aspect ratio is refused.
 Optional class predictions: a CSV with columns ``id`` and ``pred_label`` (index or class name).
 Every file is checked before anything is written; the first problem is one message naming it.
 """
@@ -29,9 +30,20 @@ def read_map(path: Path) -> np.ndarray:
     """One map file as a 2-D float32 array in [0, 1]; DataError naming the file otherwise."""
     if path.suffix == ".npy":
         try:
+            with open(path, "rb") as fh:
+                magic = fh.read(6)
+        except OSError as exc:
+            raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+        if magic != b"\x93NUMPY":  # np.load would take it for a pickle and say so, which misleads
+            raise DataError(f"{path}: not a .npy file (no .npy header; write the map with numpy.save)")
+        try:
             a = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: not a readable .npy array ({exc})") from exc
+        except ValueError as exc:
+            if "pickle" in str(exc):
+                raise DataError(f"{path}: the .npy file holds Python objects, not a numeric array") from exc
+            raise DataError(f"{path}: cannot be read as a numeric array ({exc})") from exc
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path}: cannot be read as a numeric array ({exc})") from exc
         if a.ndim != 2:
             raise DataError(f"{path}: a map must be 2-D (height x width), this one has shape {a.shape}")
         if not np.issubdtype(a.dtype, np.floating):
@@ -44,13 +56,17 @@ def read_map(path: Path) -> np.ndarray:
         if lo < 0 or hi > 1:
             raise DataError(f"{path}: values must lie in [0, 1], found [{lo:g}, {hi:g}]")
         return a.astype(np.float32)
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from wslbench.data.base import bomb_detail
 
     try:
         with Image.open(path) as im:
             mode = im.mode
             a = np.array(im)
-    except (OSError, UnidentifiedImageError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: too large to decode safely: {bomb_detail(exc)}") from exc
+    except Exception as exc:  # Pillow raises many types for broken files; all mean "unreadable"
         raise DataError(f"{path}: not a readable PNG ({exc})") from exc
     if a.ndim != 2:
         raise DataError(f"{path}: a map must be a single-channel PNG (height x width), this one has shape {a.shape}")
@@ -91,17 +107,28 @@ def map_files(maps_dir: Path, ids: list[str]) -> dict[str, Path]:
 
 
 def read_classes(path: Path, ids: list[str], class_names: list[str]) -> dict[str, int]:
-    """Class predictions per test id from a CSV with columns id, pred_label."""
+    """Class predictions per test id from a CSV with columns id, pred_label (a UTF-8 byte-order
+    mark, as spreadsheet programs write, is accepted). An id given twice with different labels is
+    an error: which one the other code meant cannot be guessed."""
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.DictReader(fh))
     except OSError as exc:
         raise DataError(f"--classes {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}, line {line}: not UTF-8 text") from exc
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from exc
     if not rows or "id" not in rows[0] or "pred_label" not in rows[0]:
         raise DataError(f"{path}: expected a CSV with columns id and pred_label")
     out: dict[str, int] = {}
+    given: dict[str, tuple[int, str]] = {}  # id -> (line, pred_label as written)
     for n, row in enumerate(rows, start=2):
+        rid = (row["id"] or "").strip()
         value = (row["pred_label"] or "").strip()
+        if not rid:
+            raise DataError(f"{path}, line {n}: no id")
         if value in class_names:
             label = class_names.index(value)
         else:
@@ -112,7 +139,12 @@ def read_classes(path: Path, ids: list[str], class_names: list[str]) -> dict[str
         if not 0 <= label < len(class_names):
             raise DataError(f"{path}, line {n}: pred_label {value!r} is neither a class index 0..{len(class_names) - 1} "
                             f"nor a class name")
-        out[row["id"]] = label
+        if rid in out and out[rid] != label:
+            first, was = given[rid]
+            raise DataError(f"{path}, line {n}: id {rid!r} is given twice with different labels: {was!r} (line {first}) "
+                            f"and {value!r}")
+        out[rid] = label
+        given.setdefault(rid, (n, value))
     extra = sorted(set(out) - set(ids))
     if extra:
         raise DataError(f"{path}: id {extra[0]!r} is not a test image")
@@ -120,6 +152,22 @@ def read_classes(path: Path, ids: list[str], class_names: list[str]) -> dict[str
     if missing:
         raise DataError(f"{path}: no pred_label for test image {missing[0]!r}")
     return out
+
+
+def check_shape(path: Path, shape: tuple[int, int], image: tuple[int, int]) -> None:
+    """A map at another resolution is resized to its image, but only a proportional one: one
+    scale factor must explain both sides to within a pixel of rounding (a network's stride, or
+    maps made at the original size of an image the evaluation rescales). A map of another
+    aspect ratio (e.g. 1x5000 for a 128x128 image, or a padded image's map) would be stretched
+    into a wrong answer, so it is refused."""
+    (h, w), (H, W) = shape, image
+    if (h, w) == (H, W):
+        return
+    lo = max((h - 1) / H, (w - 1) / W)
+    hi = min((h + 1) / H, (w + 1) / W)
+    if lo > hi:
+        raise DataError(f"{path}: map is {h}x{w} (height x width) but its image is {H}x{W}: only a map of the "
+                        f"same shape, or of the same aspect ratio (resized), can be scored")
 
 
 def resize_to(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -150,9 +198,12 @@ def evaluate_maps(maps_dir, cfg, out_dir, classes: str | Path | None = None, crf
     test = create_dataset(cfg.dataset, split="test", root=data_root(cfg.dataset, cfg.data.get("root")), augment=False,
                           **dataset_options(cfg.data))
     ids = [r.id for r in test.records]
+    from wslbench.data.base import verify_before_training
+
+    verify_before_training([test])  # SHA256SUMS and every test file, as `run` checks them
     files = map_files(maps_dir, ids)
-    for i in ids:  # every map is checked before anything is written
-        read_map(files[i])
+    for k, i in enumerate(ids):  # every map is checked before anything is written
+        check_shape(files[i], read_map(files[i]).shape, tuple(test[k]["mask"].shape))
     predicted = read_classes(Path(classes), ids, list(test.class_names)) if classes else None
     ev = cfg.eval
     use_crf = bool(ev.get("crf", False) if crf is None else crf)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from wslbench.io import atomic_write_bytes
+from wslbench.runs import inside
 
 OVERLAY = np.array([255, 40, 40], dtype=np.float32)  # predicted foreground tint
 
@@ -129,7 +130,7 @@ def write_figures(runs_dir: str | Path, dataset: str, out_dir: str | Path, n_ima
 
     paths = []
     for name, runs in finished_runs(runs_dir, dataset, experiment, discovery).items():
-        out = Path(out_dir) / name
+        out = inside(out_dir, name)  # never a write outside the output the user named
         for family, subset in figure_sets(runs).items():
             stem = f"{dataset}_{family}" if family else dataset
             paths += compare_pr(subset, dataset, out, title=f"{dataset} ({name}){f': {family}' if family else ''}", stem=stem)

@@ -62,9 +62,12 @@ def finished_result(run_dir: str | Path) -> dict | None:
     (never started, still running, interrupted, failed, or files unreadable)."""
     run_dir = Path(run_dir)
     try:
-        if json.loads((run_dir / "status.json").read_text()).get("state") != "finished":
+        status = json.loads((run_dir / "status.json").read_text())
+        if not isinstance(status, dict) or status.get("state") != "finished":  # a list or a string: not a status
             return None
-        return json.loads((run_dir / "eval.json").read_text())
+        result = json.loads((run_dir / "eval.json").read_text())
+        # an eval.json without the scores every evaluation writes (``{}``) is no result either
+        return result if isinstance(result, dict) and all(k in result for k in ("f1_pos", "f1_neg")) else None
     except (OSError, ValueError):
         return None
 

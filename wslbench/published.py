@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from wslbench.errors import DataError
+from wslbench.runs import inside
 
 PUBLISHED_COLUMNS = ("method", "metric", "value", "source")
 #: the published metrics, all in percent: classification error, Dice of foreground and background, PxAP
@@ -345,7 +346,7 @@ def write_published(discovery, out_dir: str | Path, directory: str | Path | None
         tables = [t for d in datasets if (t := build_published(runs, d, name, directory)) is not None]
         if not tables:
             continue
-        out = Path(out_dir) / name
+        out = inside(out_dir, name)  # never a write outside the output the user named
         mine = []
         if "markdown" in formats:
             mine.append(out / f"{STEM}.md")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +171,121 @@ def experiment_of(run_dir: Path, root: Path, config: dict) -> str:
     return "/".join(holder) if holder else (root.resolve().name or "runs")
 
 
+#: what every finished evaluation writes into eval.json; an eval.json without them is no result
+SCORE_KEYS = ("f1_pos", "f1_neg")
+#: a method, data set or tag as a run folder records it: one folder name, never a path
+RECORDED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def read_mapping(path: Path) -> dict:
+    """A run folder's JSON or YAML file as a mapping; anything else is a DataError naming the file
+    (its readers index it, and a list or a bare string would end in a traceback)."""
+    from wslbench.config import yaml_load
+    from wslbench.errors import ConfigError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml_load(text, str(path)) if path.suffix == ".yaml" else json.loads(text)  # alias bombs refused
+    except ConfigError as exc:
+        raise DataError(str(exc)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot be read ({exc.__class__.__name__})") from None
+    except (ValueError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise DataError(f"{path}: not valid {'YAML' if path.suffix == '.yaml' else 'JSON'} ({first})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """A run's config.yaml, checked where its values become folder names, table cells or numbers:
+    method, data set and tag one folder name each, seed an integer, experiment a name of folders
+    (config.check_experiment), sections mappings. A DataError names the file and the key."""
+    from wslbench.config import SECTIONS, check_experiment
+    from wslbench.errors import ConfigError
+
+    path = Path(run_dir) / "config.yaml"
+    config = read_mapping(path)
+    for key in ("method", "dataset"):
+        if not isinstance(config.get(key), str) or not RECORDED_NAME.fullmatch(config[key]):
+            raise DataError(f"{path}: {key} must be a name (letters, digits, '_.+-'), got {config.get(key)!r}")
+    if config.get("tag") is not None and (not isinstance(config["tag"], str) or not RECORDED_NAME.fullmatch(config["tag"])):
+        raise DataError(f"{path}: tag must be a name (letters, digits, '_.+-'), got {config['tag']!r}")
+    seed = config.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise DataError(f"{path}: seed must be an integer, got {seed!r}")
+    try:
+        check_experiment(config.get("experiment") or None)
+    except ConfigError as exc:  # it becomes a folder under the output: never a path out of it
+        raise DataError(f"{path}: {exc}") from None
+    for section in SECTIONS:
+        if config.get(section) is not None and not isinstance(config[section], dict):
+            raise DataError(f"{path}: {section} must be a mapping of options, got {config[section]!r}")
+    return config
+
+
+#: eval.json entries the tables, figures and verdicts read, by the type each must have
+NUMBERS = ("f1_pos", "f1_neg", "cls_error", "pxap", "auc_f1_pos", "auc_f1_neg", "crf_f1_pos", "crf_f1_neg", "crf_pxap",
+           "crf_auc_f1_pos", "crf_auc_f1_neg", "threshold", "best_val", "train_time_s", "epochs_run", "n_images",
+           "curve_interval")
+TEXTS = ("method", "dataset", "tag", "protocol", "protocol_label", "selection", "map_normalization")
+MAPPINGS = ("n_empty_both", "protocol_config")
+
+
+def result_problem(result: dict, config: dict) -> str | None:
+    """Why an eval.json cannot be a run's result (None: it can): a score that is not a number, a
+    label that is not text, or another method, data set or seed than its config.yaml's."""
+    def number(v):
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    for key in SCORE_KEYS:
+        if not number(result.get(key)) or result.get(key) is None:
+            return f"{key} is not a score ({result.get(key)!r})"
+    for key in NUMBERS:
+        if not number(result.get(key)):
+            return f"{key} is not a number ({result[key]!r})"
+    for key in TEXTS:
+        if result.get(key) is not None and not isinstance(result[key], str):
+            return f"{key} is not text ({result[key]!r})"
+    for key in MAPPINGS:
+        if result.get(key) is not None and not isinstance(result[key], dict):
+            return f"{key} is not a mapping ({result[key]!r})"
+    for key in ("method", "dataset", "seed"):
+        if key in result and key in config and result[key] != config[key]:
+            return f"it is a result of {key} {result[key]!r}, config.yaml says {config[key]!r}"
+    return None
+
+
+def check_run_files(run_dir: Path) -> None:
+    """Every bookkeeping file the run folder has (config.yaml, status.json, eval.json) is what it
+    should be, before a command reads or rewrites the folder; else a DataError naming it. run.lock
+    is the lock's own business (wslbench.train.lock): a writer that wants the folder takes it."""
+    run_dir = Path(run_dir)
+    if (run_dir / "config.yaml").exists():
+        read_run_config(run_dir)
+    for name in ("status.json", "eval.json"):
+        if (run_dir / name).exists():
+            data = read_mapping(run_dir / name)
+            if name == "status.json" and not isinstance(data.get("state"), str):
+                raise DataError(f"{run_dir / name}: no 'state' (running, interrupted, failed or finished)")
+    if (run_dir / "eval.json").exists() and (run_dir / "config.yaml").exists():
+        why = result_problem(read_mapping(run_dir / "eval.json"), read_run_config(run_dir))
+        if why:  # an evaluation would keep its entries, a resume or rescore would report them
+            raise DataError(f"{run_dir / 'eval.json'}: {why}; move it away and evaluate again "
+                            f"(`wslbench eval {run_dir}`)")
+
+
+def inside(out_dir: str | Path, name: str) -> Path:
+    """``<out_dir>/<name>`` for an experiment's outputs, refused unless it stays inside ``out_dir``
+    (a name read from a shared folder must never send a write elsewhere)."""
+    out = Path(out_dir)
+    target = out / name
+    if Path(name).is_absolute() or ".." in Path(name).parts or not target.resolve().is_relative_to(out.resolve()):
+        raise DataError(f"experiment {name!r} is not a folder name under {out}: nothing written there")
+    return target
+
+
 def _state(run_dir: Path) -> str:
     try:
         return str(json.loads((run_dir / "status.json").read_text()).get("state", "unknown"))
@@ -190,17 +306,19 @@ def discover(root: str | Path) -> Discovery:
     found = Discovery(root)
     for run_dir in dirs:
         try:
-            config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-            if not isinstance(config, dict):
-                raise ValueError
-        except (OSError, ValueError, yaml.YAMLError):
-            found.skipped.append((run_dir, "unreadable config.yaml"))
+            config = read_run_config(run_dir)
+        except DataError as exc:  # skipped with the reason: never a name read from disk used as a path
+            found.skipped.append((run_dir, f"bad config.yaml ({str(exc).removeprefix(f'{run_dir}/config.yaml: ')})"))
             continue
         result = finished_result(run_dir)
+        why = result_problem(result, config) if result is not None else None
+        if why:
+            found.skipped.append((run_dir, f"finished but eval.json unusable ({why})"))
+            continue
         state = _state(run_dir)
         run = Run(run_dir, config, experiment_of(run_dir, root, config), "finished" if result else state, result)
         if result is None:
-            why = state if state != "finished" else "finished but eval.json unreadable"
+            why = state if state != "finished" else "finished but eval.json unreadable or without scores"
             found.skipped.append((run_dir, f"not finished ({why})"))
         else:
             found.finished.append(run)
@@ -222,8 +340,10 @@ def rescored_under_other_protocols(run: Run) -> list[Run]:
             result = json.loads(ev.read_text())
         except (OSError, ValueError):
             continue
+        if not isinstance(result, dict) or result_problem(result, run.config):
+            continue
         other = Run(ev.parent, run.config, run.experiment, "finished", result)
-        if isinstance(result, dict) and other.protocol != run.protocol:
+        if other.protocol != run.protocol:
             out.append(other)
     return out
 

@@ -69,25 +69,21 @@ def expand(spec: dict) -> list[Job]:
     unknown = set(spec) - KEYS
     if unknown:
         raise ConfigError(f"sweep: unknown key(s) {sorted(unknown)}; known: {sorted(KEYS)}")
-    for key in ("methods", "datasets", "seeds"):
-        if not spec.get(key):
-            raise ConfigError(f"sweep: '{key}' must be a non-empty list")
+    check_types(spec)
     experiment = check_experiment(spec.get("experiment"))
     order = spec.get("order", "methods")
     if order not in ORDERS:
         raise ConfigError(f"sweep: order must be one of {list(ORDERS)}, got {order!r}")
     common = list(spec.get("set") or [])
     variants = spec.get("variants") or []
-    for v in variants:
-        if "method" not in v or "tag" not in v:
-            raise ConfigError(f"sweep: a variant needs 'method' and 'tag': {v}")
     tagged = [(v["method"], v["tag"], tuple(v.get("set") or ()), None) for v in variants]
     rows = []  # (method, tag, overrides, source): each method, then its variants; variants of unlisted methods last
     for m in spec["methods"]:
         rows += [(m, None, (), None)] + [row for row in tagged if row[0] == m]
     rows += [row for row in tagged if row[0] not in spec["methods"]]
     per_seed, at_end = posthoc_rows(spec, [run_name(m, t) for m, t, _, _ in rows])
-    seeds = [int(k) for k in spec["seeds"]]
+    check_distinct(spec)
+    seeds = list(spec["seeds"])
     if order == "methods":
         cells = [(row, k) for row in rows + per_seed for k in seeds]
     else:
@@ -106,6 +102,68 @@ def expand(spec: dict) -> list[Job]:
 POSTHOC_AT = ("seed", "end")
 
 
+def _names(spec: dict, key: str) -> None:
+    value = spec.get(key)
+    if not isinstance(value, list) or not value or not all(isinstance(x, str) and x for x in value):
+        raise ConfigError(f"sweep: '{key}' must be a non-empty list of names, got {value!r}")
+
+
+def _overrides(value, where: str) -> None:
+    if value is not None and (not isinstance(value, list) or not all(isinstance(x, str) for x in value)):
+        raise ConfigError(f"sweep: {where} must be a list of KEY=VALUE strings, got {value!r}")
+
+
+def check_types(spec: dict) -> None:
+    """Each key's type, before the grid is built: one message naming the key, not a traceback
+    (or, worse, a string read as a list of one-letter overrides)."""
+    _names(spec, "methods")
+    _names(spec, "datasets")
+    seeds = spec.get("seeds")
+    if not isinstance(seeds, list) or not seeds or not all(type(k) is int and k >= 0 for k in seeds):
+        # bool is an int to Python, and int() would turn true into seed 1 and 1.7 into seed 1
+        raise ConfigError(f"sweep: 'seeds' must be a non-empty list of integers >= 0, got {seeds!r}")
+    _overrides(spec.get("set"), "'set'")
+    for key in ("datasets_set", "methods_set"):
+        per = spec.get(key)
+        if per is None:
+            continue
+        if not isinstance(per, dict):
+            raise ConfigError(f"sweep: '{key}' must map a name to a list of KEY=VALUE strings, got {per!r}")
+        for name, value in per.items():
+            _overrides(value, f"'{key}' of {name!r}")
+    variants = spec.get("variants")
+    if variants is not None and not isinstance(variants, list):
+        raise ConfigError(f"sweep: 'variants' must be a list of {{method, tag, set}} mappings, got {variants!r}")
+    for i, v in enumerate(variants or []):
+        if not isinstance(v, dict) or not {"method", "tag"} <= set(v) or not set(v) <= {"method", "tag", "set"} \
+                or not isinstance(v["method"], str):
+            raise ConfigError(f"sweep: variants[{i}] must be a mapping with 'method', 'tag' and optionally 'set', "
+                              f"got {v!r}")
+        _overrides(v.get("set"), f"variants[{i}] 'set'")
+
+
+def check_distinct(spec: dict) -> None:
+    """Two entries that make the same cell (data set, row, seed) would share one run folder: the
+    second would be reported finished with a config that never ran. Refused, naming both."""
+    for key in ("datasets", "seeds"):
+        first: dict = {}
+        for i, x in enumerate(spec[key]):
+            if x in first:
+                raise ConfigError(f"sweep: {key}[{first[x]}] and {key}[{i}] are both {x!r}")
+            first[x] = i
+    seen: dict[str, str] = {}
+    entries = [(f"methods[{i}]", run_name(m, None)) for i, m in enumerate(spec["methods"])]
+    entries += [(f"variants[{i}] {v!r}", run_name(v["method"], v["tag"])) for i, v in enumerate(spec.get("variants") or [])]
+    blocks = spec.get("posthoc") or []
+    for b, block in enumerate([blocks] if isinstance(blocks, dict) else blocks):
+        entries += [(f"posthoc[{b}] methods[{i}]", run_name(m, None)) for i, m in enumerate(block["methods"])]
+    for where, row in entries:
+        if row in seen:
+            raise ConfigError(f"sweep: {seen[row]} and {where} both make the row {row!r} (the same run folders); "
+                              "list each method once and give each variant a tag of its own")
+        seen[row] = where
+
+
 def posthoc_rows(spec: dict, row_names: list[str]) -> tuple[list[tuple], list[tuple]]:
     """The ``posthoc:`` block(s) as grid rows (method, None, (), source), split into those that run
     after their seed's trained rows (``at: seed``, the default) and those that run after the
@@ -115,7 +173,8 @@ def posthoc_rows(spec: dict, row_names: list[str]) -> tuple[list[tuple], list[tu
     per_seed, at_end = [], []
     for block in blocks:
         if (not isinstance(block, dict) or not {"from", "methods"} <= set(block) <= {"from", "methods", "at"}
-                or not block["methods"] or block.get("at", "seed") not in POSTHOC_AT):
+                or not block["methods"] or not isinstance(block["methods"], list)
+                or not all(isinstance(m, str) for m in block["methods"]) or block.get("at", "seed") not in POSTHOC_AT):
             raise ConfigError("sweep: each 'posthoc' block needs 'from' (a row, e.g. gradcam), a non-empty "
                               f"'methods' list and optionally 'at' ({' or '.join(POSTHOC_AT)}), got {block!r}")
         if block["from"] not in row_names:

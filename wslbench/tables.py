@@ -25,7 +25,7 @@ import pandas as pd
 from wslbench.errors import DataError
 from wslbench.io import finished_result
 from wslbench.rows import display_name, ordered, row_info  # noqa: F401 (display_name: tables' public name)
-from wslbench.runs import NOERASE, Discovery, Run, check_cells, discover
+from wslbench.runs import NOERASE, Discovery, Run, check_cells, discover, inside
 from wslbench.verdicts import LEVEL, RESAMPLES, RESAMPLING_SEED, PerImage, RowScores, column_draws, tied_best
 
 DATASET_NAMES = {"glas": "GlaS", "cub5": "CUB5", "cub": "CUB", "oxf": "OxF", "synthetic": "Synthetic"}
@@ -516,7 +516,7 @@ def write_tables(runs_dir: str | Path, out_dir: str | Path, formats=("latex", "m
         runs = [r for r in chosen if r.experiment == name]
         frame = runs_frame(runs)
         tables = build_tables(frame, full_layout, describe_experiment(name, runs))
-        out = Path(out_dir) / name
+        out = inside(out_dir, name)  # never a write outside the output the user named
         mine = []
         if "markdown" in formats and any(t.number == 2 for t in tables):
             from wslbench.summary import verdict

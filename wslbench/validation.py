@@ -187,6 +187,40 @@ def _cross_problems(cfg: dict, method: str, method_cls) -> list[str]:
     return problems
 
 
+def check_maps_config(cfg: dict, sources: dict[str, Source] | None = None) -> dict:
+    """``eval --maps``: the sections a scoring reads (top-level keys, ``data``, ``eval``) checked as
+    ``run`` checks them. The maps name no registered method, so the check stands in one that
+    trains nothing; ``model``, ``optim`` and ``train`` are recorded as given, unread."""
+    checked = check_config({**cfg, "method": "all-ones", "model": {}, "optim": {}, "train": {}}, sources)
+    return {**cfg, **{k: v for k, v in checked.items() if k not in ("method", "model", "optim", "train")}}
+
+
+def check_eval_overrides(overrides: dict) -> dict:
+    """``eval RUN --set``: only ``eval.*`` settings change how a finished run is evaluated (the rest
+    is what the run was); each value is checked against its declared type and range."""
+    static = _static()
+    problems = []
+    for key, value in overrides.items():
+        parts = key.split(".")
+        if parts[0] != "eval" or len(parts) < 2:
+            problems.append(f"{key}: eval RUN_DIR changes only eval.* settings (and --data-root); the rest is the "
+                            "run's record (train another run to change it)")
+        elif parts[1] == "crf_params" and len(parts) == 3:
+            crf = static["eval.crf_params"]
+            _add(problems, crf.options[parts[2]].problem(key, value) if parts[2] in crf
+                 else crf.unknown_message(parts[2], "eval.crf_params", "wslbench.crf.refine"))
+        elif parts[1] == "protocol" and len(parts) >= 2:
+            continue  # wslbench.protocols checks it with its own messages
+        elif len(parts) != 2 or parts[1] not in static["eval"]:
+            problems.append(static["eval"].unknown_message(".".join(parts[1:]), "eval", "eval"))
+        elif parts[1] in ("from_run", "maps", "classes"):
+            problems.append(f"{key}: recorded by the command that made the run, not an evaluation setting")
+        else:
+            _add(problems, static["eval"].options[parts[1]].problem(key, value))
+    raise_problems(problems)
+    return overrides
+
+
 def validate(cfg: RunConfig) -> RunConfig:
     """The same checks on a built RunConfig (the trainer runs them before building anything)."""
     return _build(check_config(cfg.to_dict()))
@@ -278,4 +312,4 @@ def explain(method: str, dataset: str, **layers) -> list[tuple[str, str, str, st
     return rows
 
 
-__all__ = ["check_config", "validate", "schema", "method_options", "dataset_options", "explain"]
+__all__ = ["check_config", "check_maps_config", "check_eval_overrides", "validate", "schema", "method_options", "dataset_options", "explain"]

@@ -128,12 +128,7 @@ class WSLDataset(Dataset):
         if disk is not None and disk.is_file() and self._fresh(disk, rec):
             with np.load(disk) as z:
                 return z["image"], z["mask"]
-        image, mask = self._load(rec)
-        if image.shape[:2] != mask.shape[:2]:
-            raise DataError(
-                f"mask/image size mismatch for {rec.id}: image {image.shape[1]}x{image.shape[0]}, "
-                f"mask {mask.shape[1]}x{mask.shape[0]} ({rec.mask})"
-            )
+        image, mask = self._load_checked(rec)
         if self.cache_mode == "memory":
             self._cache[index] = (image, mask)
         elif disk is not None:
@@ -142,12 +137,21 @@ class WSLDataset(Dataset):
             atomic_save(disk, lambda buf: np.savez(buf, image=image, mask=mask))
         return image, mask
 
+    def _load_checked(self, rec: Record) -> tuple[np.ndarray, np.ndarray]:
+        """``_load`` plus the check every loader needs: the mask covers the image exactly."""
+        image, mask = self._load(rec)
+        if image.shape[:2] != mask.shape[:2]:
+            raise DataError(
+                f"mask/image size mismatch for {rec.id}: image {image.shape[1]}x{image.shape[0]}, "
+                f"mask {mask.shape[1]}x{mask.shape[0]} ({rec.mask})"
+            )
+        return image, mask
+
     # --- on-disk cache of decoded arrays (``cache: disk``), for sets too large for memory ----
     def _disk_path(self, rec: Record) -> Path:
         import hashlib
-        import os
 
-        base = self.cache_dir or Path(os.environ.get("WSLBENCH_CACHE", Path.home() / ".cache" / "wslbench"))
+        base = self.cache_dir or cache_base()
         key = hashlib.sha1(f"{self.root}|{rec.id}".encode()).hexdigest()[:16]
         return base / (getattr(self, "name", "") or type(self).__name__) / f"{key}.npz"
 
@@ -203,32 +207,54 @@ class WSLDataset(Dataset):
 
 
 # --- reading files: every failure names the file ------------------------------------------------
-def read_rgb(path: Path) -> np.ndarray:
-    """An image file as uint8 HxWx3 RGB; DataError naming the file when it cannot be decoded."""
-    from PIL import Image, UnidentifiedImageError
+def open_image(path: Path, what: str = "image"):
+    """PIL's Image.open with every failure as one DataError naming the file: a missing file, an
+    undecodable one, or a header claiming more pixels than PIL's decompression-bomb limit (a
+    hostile or broken file would otherwise exhaust memory)."""
+    from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
+        return Image.open(path)
     except FileNotFoundError as exc:
-        raise DataError(f"missing image file {path}") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"corrupt or unreadable image {path}: {exc}") from exc
+        raise DataError(f"missing {what} file {path}") from exc
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{what} {path} is too large to decode safely: {bomb_detail(exc)}") from exc
+    except Exception as exc:  # Pillow raises many types for broken files; all mean "unreadable"
+        raise DataError(f"corrupt or unreadable {what} {path}: {exc}") from exc
+
+
+def bomb_detail(exc: Exception) -> str:
+    """PIL's decompression-bomb message (it states the pixel count and the limit) and where the
+    limit comes from."""
+    return f"{str(exc).rstrip('.')} (twice PIL's Image.MAX_IMAGE_PIXELS)"
+
+
+def _decode(path: Path, what: str, convert) -> np.ndarray:
+    from PIL import Image
+
+    with open_image(path, what) as im:
+        try:
+            return convert(im)
+        except Image.DecompressionBombError as exc:
+            raise DataError(f"{what} {path} is too large to decode safely: {bomb_detail(exc)}") from exc
+        except Exception as exc:  # truncated or corrupt pixel data surfaces only when decoding
+            raise DataError(f"corrupt or unreadable {what} {path}: {exc}") from exc
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as uint8 HxWx3 RGB; DataError naming the file when it cannot be decoded."""
+    return _decode(path, "image", lambda im: np.array(im.convert("RGB")))
 
 
 def read_gray(path: Path) -> np.ndarray:
     """A mask file as a 2-D array (palette/instance ids kept, RGB converted to luminance)."""
-    from PIL import Image, UnidentifiedImageError
 
-    try:
-        with Image.open(path) as im:
-            if im.mode in ("RGB", "RGBA", "LA"):
-                im = im.convert("L")
-            arr = np.array(im)
-    except FileNotFoundError as exc:
-        raise DataError(f"missing mask file {path}") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"corrupt or unreadable mask {path}: {exc}") from exc
+    def convert(im):
+        if im.mode in ("RGB", "RGBA", "LA"):
+            im = im.convert("L")
+        return np.array(im)
+
+    arr = _decode(path, "mask", convert)
     return arr if arr.ndim == 2 else arr[..., 0]
 
 
@@ -303,7 +329,8 @@ class OfficialLayoutDataset(WSLDataset):
         if problems or not deep:
             return problems
         root = Path(root)
-        problems += verify_checksums(root, progress)
+        cache = CheckCache(root, trust=False)  # hashes and decodes anew; what passes, later runs skip
+        problems += verify_checksums(root, progress, cache)
         from tqdm import tqdm
 
         for split in SPLITS:
@@ -313,25 +340,175 @@ class OfficialLayoutDataset(WSLDataset):
                     ds.raw(i)
                 except DataError as exc:
                     problems.append(str(exc))
+                    continue
+                rec = ds.records[i]
+                if isinstance(rec.image, Path) and isinstance(rec.mask, Path):
+                    cache.mark_decoded(rec)
+        cache.save()
         return problems
 
 
-def verify_checksums(root: Path, progress: bool = False) -> list[str]:
-    """Compare files with ``root/SHA256SUMS`` (``sha256sum`` format) when present."""
+def cache_base() -> Path:
+    """The user cache folder ($WSLBENCH_CACHE, else ~/.cache/wslbench): never the data root,
+    which may be read-only or shared."""
+    import os
+
+    return Path(os.environ.get("WSLBENCH_CACHE", Path.home() / ".cache" / "wslbench"))
+
+
+class CheckCache:
+    """What earlier checks established about the files under one data root, keyed by absolute
+    path, size and modification time (ns): a file whose stat is unchanged is not hashed or
+    decoded again, so the checks before every run cost almost nothing after the first. The cache
+    only saves time; an unwritable cache folder just means hashing again."""
+
+    def __init__(self, root: Path, trust: bool = True):
+        import hashlib
+        import json
+
+        self.trust = trust  # False (data check): hash and decode anew, then record the results
+        key = hashlib.sha1(str(Path(root).absolute()).encode()).hexdigest()[:16]
+        self.path = cache_base() / "checked" / f"{key}.json"
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        self.sha256 = data.get("sha256") if isinstance(data.get("sha256"), dict) else {}
+        self.decoded = data.get("decoded") if isinstance(data.get("decoded"), dict) else {}
+        self.changed = False
+
+    @staticmethod
+    def stamp(*paths: Path) -> list[int]:
+        out = []
+        for p in paths:
+            st = Path(p).stat()
+            out += [st.st_size, st.st_mtime_ns]
+        return out
+
+    def digest(self, path: Path) -> str:
+        from wslbench.data.archives import file_digest
+
+        key, stamp = str(Path(path).absolute()), self.stamp(path)
+        hit = self.sha256.get(key)
+        if self.trust and isinstance(hit, list) and hit[:-1] == stamp:
+            return hit[-1]
+        digest = file_digest(path, "sha256")
+        self.sha256[key] = [*stamp, digest]
+        self.changed = True
+        return digest
+
+    def decoded_ok(self, rec: Record) -> bool:
+        key = f"{Path(rec.image).absolute()}|{Path(rec.mask).absolute()}"
+        try:
+            return self.trust and self.decoded.get(key) == self.stamp(rec.image, rec.mask)
+        except OSError:
+            return False
+
+    def mark_decoded(self, rec: Record) -> None:
+        self.decoded[f"{Path(rec.image).absolute()}|{Path(rec.mask).absolute()}"] = self.stamp(rec.image, rec.mask)
+        self.changed = True
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        from wslbench.io import atomic_write_json
+
+        try:
+            atomic_write_json(self.path, {"sha256": self.sha256, "decoded": self.decoded})
+        except OSError:
+            pass  # a read-only home: the next run hashes again, nothing else changes
+
+
+def read_checksums(sums: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """(digest, file name) pairs of a ``sha256sum`` file, and one problem per malformed line
+    (naming the file and line)."""
+    import re
+
+    try:
+        text = sums.read_bytes().decode("utf-8")
+    except OSError as exc:
+        return [], [f"cannot read {sums}: {exc}"]
+    except UnicodeDecodeError as exc:
+        line = sums.read_bytes()[: exc.start].count(b"\n") + 1
+        return [], [f"{sums}, line {line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x})"]
+    pairs, problems = [], []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or not re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]) or not parts[1].strip().lstrip("*"):
+            problems.append(f"{sums}, line {n}: expected '<64 hex digits>  <file name>', got {line[:80]!r}")
+            continue
+        name = parts[1].strip().lstrip("*")
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            problems.append(f"{sums}, line {n}: {name!r} lies outside the data folder")
+            continue
+        pairs.append((parts[0].lower(), name))
+    return pairs, problems
+
+
+def verify_checksums(root: Path, progress: bool = False, cache: CheckCache | None = None) -> list[str]:
+    """Compare files with ``root/SHA256SUMS`` (``sha256sum`` format) when present; with ``cache``,
+    a file whose size and modification time are unchanged since it was last hashed is not read."""
     from wslbench.data.archives import file_digest
 
-    sums = root / "SHA256SUMS"
+    sums = Path(root) / "SHA256SUMS"
     if not sums.is_file():
         return []
-    problems = []
-    lines = [ln.split(maxsplit=1) for ln in sums.read_text().splitlines() if ln.strip()]
+    lines, problems = read_checksums(sums)
     from tqdm import tqdm
 
-    for digest, name in tqdm(lines, desc="sha256", disable=not progress):
-        path = root / name.strip().lstrip("*")
+    for digest, name in tqdm(lines, desc="sha256", disable=not progress, leave=False):
+        path = Path(root) / name
         if not path.is_file():
             problems.append(f"missing file listed in SHA256SUMS: {path}")
             continue
-        if file_digest(path, "sha256") != digest:
+        try:
+            found = cache.digest(path) if cache is not None else file_digest(path, "sha256")
+        except OSError as exc:
+            problems.append(f"cannot read {path}: {exc}")
+            continue
+        if found != digest:
             problems.append(f"checksum mismatch (corrupt or modified file): {path}")
+    if cache is not None:
+        cache.save()
     return problems
+
+
+def verify_before_training(datasets: list[WSLDataset], progress: bool = False, limit: int = 10) -> None:
+    """``data check --deep`` on the splits a run reads, before anything is trained or written: the
+    folder's SHA256SUMS, and every file-backed image and mask decodes with matching sizes (a
+    sample already decoded by ``preload`` is not decoded again). Results are cached per file
+    (:class:`CheckCache`); every problem found is listed in one DataError."""
+    caches: dict[Path, CheckCache] = {}
+    problems: list[str] = []
+    for ds in datasets:
+        if ds.root is not None and ds.root.is_dir() and ds.root not in caches:
+            caches[ds.root] = CheckCache(ds.root)
+            problems += verify_checksums(ds.root, progress, caches[ds.root])
+    from tqdm import tqdm
+
+    for ds in datasets:
+        cache = caches.get(ds.root)
+        todo = [i for i, r in enumerate(ds.records)
+                if i not in ds._cache and isinstance(r.image, Path) and isinstance(r.mask, Path)]
+        for i in tqdm(todo, desc=f"check {ds.split}", disable=not progress or not todo, leave=False):
+            rec = ds.records[i]
+            if cache is not None and cache.decoded_ok(rec):
+                continue
+            try:
+                ds._load_checked(rec)
+            except DataError as exc:
+                problems.append(str(exc))
+                continue
+            if cache is not None:
+                cache.mark_decoded(rec)
+    for cache in caches.values():
+        cache.save()
+    if problems:
+        shown = problems[:limit] + ([f"... and {len(problems) - limit} more"] if len(problems) > limit else [])
+        where = ", ".join(str(r) for r in caches) or type(datasets[0]).__name__
+        if len(problems) == 1:
+            raise DataError(f"{problems[0]} (found before anything was written)")
+        raise DataError(f"{len(problems)} problem(s) in the data under {where}, found before anything "
+                        "was written:\n" + "\n".join(f"  - {p}" for p in shown))

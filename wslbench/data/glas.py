@@ -19,20 +19,44 @@ N_TRAIN, N_TEST = 85, 80
 
 
 def read_grades(path: Path) -> dict[str, str]:
-    """{image name: grade} from the official Grade.csv (any line ending, stray spaces stripped)."""
-    text = path.read_bytes().decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
-    table = pd.read_csv(io.StringIO(text), skipinitialspace=True, dtype=str)
-    table.columns = [c.strip() for c in table.columns]
+    """{image name: grade} from the official Grade.csv (any line ending, stray spaces stripped);
+    a file that is not UTF-8 text, or a row without a name or grade, is a DataError naming the
+    line."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n").count(b"\n") + 1
+        raise DataError(f"glas: {path}, line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x})") from exc
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    try:
+        table = pd.read_csv(io.StringIO(text), skipinitialspace=True, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"glas: {path} is not a readable CSV: {exc}") from exc
+    table.columns = [str(c).strip() for c in table.columns]
     if "name" not in table.columns or GRADE_COLUMN not in table.columns:
         raise DataError(f"glas: {path} has columns {list(table.columns)}, expected 'name' and ' {GRADE_COLUMN}'")
-    return {n.strip(): g.strip() for n, g in zip(table["name"], table[GRADE_COLUMN])}
+    grades: dict[str, str] = {}
+    lines = [n for n, ln in enumerate(text.split("\n"), 1) if ln.strip()][1:]  # file line of each row
+    for k, (name, grade) in enumerate(zip(table["name"], table[GRADE_COLUMN])):
+        where = f"{path}, line {lines[k] if k < len(lines) else k + 2}"
+        name, grade = (v.strip() if isinstance(v, str) else "" for v in (name, grade))  # NaN: a short row
+        if not name:
+            raise DataError(f"glas: {where}: no image name")
+        if not grade:
+            raise DataError(f"glas: {where}: no grade for {name} (expected one of {CLASS_NAMES})")
+        if name in grades and grades[name] != grade:
+            raise DataError(f"glas: {where}: {name} listed again with grade {grade!r} (first {grades[name]!r})")
+        grades[name] = grade
+    return grades
 
 
 def _find(root: Path, stem: str) -> Path | None:
-    for ext in (".bmp", ".png"):
-        if (root / f"{stem}{ext}").is_file():
-            return root / f"{stem}{ext}"
-    return None
+    """``<stem>.bmp`` or ``<stem>.png``; both at once is ambiguous (which pixels are the data?)."""
+    found = [root / f"{stem}{ext}" for ext in (".bmp", ".png") if (root / f"{stem}{ext}").is_file()]
+    if len(found) > 1:
+        raise DataError(f"glas: both {found[0]} and {found[1]} exist: keep one (the loader cannot tell which is meant)")
+    return found[0] if found else None
 
 
 class GlasDataset(OfficialLayoutDataset):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -55,13 +56,16 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     atomic_save(path, lambda buf: torch.save(state, buf))
 
 
+_NO_GLOBALS = "an object a weights-only load does not allow"
+
+
 def _needed_globals(path: Path, exc: Exception) -> str:
     """The Python objects the file's pickle asks for, read without unpickling it."""
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception:  # not a zip checkpoint: the error names the first one
         names = re.findall(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))[:1]
-    return ", ".join(names) or "an object a weights-only load does not allow"
+    return ", ".join(names) or _NO_GLOBALS
 
 
 def _refusal(path: Path, exc: Exception) -> str:
@@ -73,20 +77,99 @@ def _refusal(path: Path, exc: Exception) -> str:
     )
 
 
+def _torch_format(path: Path) -> bool:
+    """Whether the file is laid out as torch.save writes: a zip archive with one top folder, or
+    (old format) a pickle stream. Anything else (NUL bytes, text, an empty file) is not a
+    checkpoint at all, which is worth saying instead of a weights-only refusal."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+            return bool(names) and all("/" in n for n in names) and any(n.endswith("data.pkl") for n in names)
+        with open(path, "rb") as fh:
+            return fh.read(1) == b"\x80"  # pickle PROTO opcode: torch's legacy format starts with it
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """The one way wslbench reads a checkpoint: weights-only, one clear message otherwise."""
     path = Path(path)
     if not path.is_file():
         raise WslbenchError(f"checkpoint not found: {path}")
+    if not _torch_format(path):
+        raise WslbenchError(f"{path} is not a torch checkpoint (neither a torch.save archive nor a pickle; "
+                            f"{path.stat().st_size} bytes): the file is damaged or was never a checkpoint")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc) and _needed_globals(path, exc) == _NO_GLOBALS:
+            raise WslbenchError(f"{path} is not a readable torch checkpoint: its pickle stream is damaged or "
+                                "truncated") from None
         raise WslbenchError(_refusal(path, exc)) from None
     except Exception as exc:
         raise WslbenchError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(state, dict):
         raise WslbenchError(f"{path} is not a wslbench checkpoint (it holds a {type(state).__name__}, not a dict)")
     return state
+
+
+def _shape(v) -> str:
+    return str(tuple(v.shape)) if isinstance(v, torch.Tensor) else type(v).__name__
+
+
+def _origin(ck: dict) -> str:
+    """What run wrote ``ck``, when it says (interrupt and epoch checkpoints carry their config)."""
+    cfg = ck.get("config")
+    if not isinstance(cfg, dict) or not cfg.get("method"):
+        return ""
+    model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
+    backbone = f", backbone {model['backbone']!r}" if model.get("backbone") else ""
+    return f"it is a checkpoint of {cfg['method']!r}{backbone}; "
+
+
+def method_weights(ck: dict, path: str | Path) -> dict:
+    """The checkpoint's ``method`` state dict; one message when there is none."""
+    state = ck.get("method")
+    if not isinstance(state, dict):
+        raise WslbenchError(f"{path} is not a wslbench checkpoint of a method: it has no 'method' weights "
+                            f"(its keys: {', '.join(map(str, ck)) or 'none'})")
+    return state
+
+
+def weights_mismatch(expected: dict, state: dict) -> str | None:
+    """How ``state`` differs from a module's own ``expected`` state dict (missing or unexpected
+    keys, the first differing shape), or None when it fits."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} key(s) missing (e.g. {missing[0]!r})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {unexpected[0]!r})")
+        return ", ".join(parts)
+    for k, v in expected.items():
+        w = state[k]
+        if isinstance(v, torch.Tensor) != isinstance(w, torch.Tensor) or (
+                isinstance(v, torch.Tensor) and v.shape != w.shape):
+            return f"shapes differ at key {k!r}: checkpoint {_shape(w)} vs this run {_shape(v)}"
+    return None
+
+
+def load_method_weights(module: torch.nn.Module, ck: dict, path: str | Path, this: str) -> None:
+    """Load ``ck``'s method weights into ``module`` (the run ``this``, e.g. "'cam-avg', backbone
+    'resnet50'"), checked first: a checkpoint of another method or backbone, or without weights,
+    is one message naming the file and the first difference, never a torch traceback."""
+    state = method_weights(ck, path)
+    problem = weights_mismatch(module.state_dict(), state)
+    if problem is None:
+        try:
+            module.load_state_dict(state)
+            return
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            problem = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+    raise WslbenchError(f"{path} does not fit this run ({this}): {_origin(ck)}{problem}")
 
 
 def _legacy_globals() -> list:
@@ -109,6 +192,9 @@ def convert_checkpoint(src: str | Path, dst: str | Path | None = None) -> bool:
     dst = Path(dst) if dst is not None else src
     if not src.is_file():
         raise WslbenchError(f"checkpoint not found: {src}")
+    if not _torch_format(src):
+        raise WslbenchError(f"{src} is not a torch checkpoint (neither a torch.save archive nor a pickle): "
+                            "nothing to convert")
     try:
         torch.load(src, map_location="cpu", weights_only=True)
         already = True

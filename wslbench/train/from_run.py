@@ -20,7 +20,7 @@ from wslbench.config import LOADER_KEYS, RunConfig, yaml_load
 from wslbench.errors import ConfigError, WslbenchError
 from wslbench.io import finished_result
 from wslbench.registry import method_entry
-from wslbench.train.checkpoint import BEST, load_checkpoint, save_checkpoint
+from wslbench.train.checkpoint import BEST, load_checkpoint, method_weights, save_checkpoint, weights_mismatch
 from wslbench.train.lock import RunLock
 
 #: model keys that make the classifier what it is (taken from the source run)
@@ -82,11 +82,31 @@ def config_from_source(cfg: RunConfig, source: str | Path, src: dict, seed_given
 
 def _load_source_classifier(trainer, source: Path, src: dict) -> dict:
     """Load the source run's best classifier into the trainer's post-hoc method; its checkpoint."""
-    ck = load_checkpoint(source / BEST, map_location=trainer.device)
+    path = source / BEST
+    ck = load_checkpoint(path, map_location=trainer.device)
+    state = method_weights(ck, path)
+    origin = ck.get("config") if isinstance(ck.get("config"), dict) else {}
+    if origin.get("method") not in (None, src.get("method")):
+        raise ConfigError(f"--from {source}: {path} is a checkpoint of {origin['method']!r}, but the run's "
+                          f"config.yaml says {src.get('method')!r}")
+    source_cls = method_entry(src["method"]).obj
+    convert = getattr(trainer.method, "classifier_weights", None)  # checked before loading when the method says how
+    problem = None
     try:
-        trainer.method.load_classifier(ck["method"], method_entry(src["method"]).obj)
-    except RuntimeError as exc:  # state-dict shape/key mismatch
-        raise ConfigError(f"--from {source}: its weights do not fit {trainer.cfg.method!r}: {exc}") from exc
+        if convert is None:
+            trainer.method.load_classifier(state, source_cls)
+        else:
+            state = convert(state, source_cls)
+            problem = weights_mismatch(trainer.method.state_dict(), state)
+            if problem is None:
+                trainer.method.load_state_dict(state, strict=True)
+    except KeyError as exc:
+        problem = f"it has no key {exc} of a {src.get('method')!r} classifier"
+    except (RuntimeError, TypeError, ValueError) as exc:  # state-dict shape/key mismatch
+        problem = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    if problem is not None:
+        raise ConfigError(f"--from {source}: {path} does not fit {trainer.cfg.method!r} "
+                          f"(backbone {trainer.cfg.model.get('backbone')!r}): {problem}")
     return ck
 
 

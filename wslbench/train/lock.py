@@ -34,11 +34,13 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                try:
-                    other = json.loads(self.path.read_text())
-                except (OSError, ValueError):
-                    other = {}
-                stale = other.get("host") == me["host"] and not _alive(int(other.get("pid", -1)))
+                other = self._holder()
+                if other is None:  # being written by a run that starts now, or damaged: never taken over
+                    raise WslbenchError(
+                        f"{self.path} does not name the run that holds {self.path.parent} (it should hold "
+                        "{\"host\": ..., \"pid\": ...}); another run may be starting there. If no run uses the "
+                        "folder, delete the lock file") from None
+                stale = other["host"] == me["host"] and not _alive(other["pid"])
                 if not stale:
                     raise WslbenchError(
                         f"{self.path.parent} is in use by another run (pid {other.get('pid', '?')} on "
@@ -51,6 +53,17 @@ class RunLock:
             self.held = True
             return self
         raise WslbenchError(f"could not lock {self.path}")
+
+    def _holder(self) -> dict | None:
+        """The lock's {host, pid}, or None when the file is not such a record."""
+        try:
+            other = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(other, dict) or not isinstance(other.get("host"), str) \
+                or type(other.get("pid")) is not int or other["pid"] <= 0:
+            return None
+        return other
 
     def release(self) -> None:
         if self.held:

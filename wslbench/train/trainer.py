@@ -32,7 +32,7 @@ from wslbench.io import append_jsonl, atomic_write_json, atomic_write_text, atom
 from wslbench.protocols import Protocol
 from wslbench.registry import create_dataset, create_method
 from wslbench.stored_maps import store_split
-from wslbench.train.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from wslbench.train.checkpoint import BEST, LAST, load_checkpoint, load_method_weights, save_checkpoint
 from wslbench.train.fastpath import keep_freed_memory
 from wslbench.train.fastpath import resolve as resolve_fastpath
 from wslbench.train.distributed import DistInfo, all_reduce_gradients, init_from_env, reduce_sum
@@ -186,6 +186,50 @@ def build_dataset(cfg: RunConfig, split: str, augment: bool | None = None):
                           **kwargs)
 
 
+#: settings a resumed run may change: they decide where and how fast it runs, never its numbers
+#: beyond what a change of machine does anyway (env.json's ``segments`` record each part's device
+#: and host). Every other difference from the recorded config.yaml refuses --resume.
+RESUME_MAY_CHANGE = {
+    "train.progress": "a progress bar",
+    "train.device": "the device; env.json records where each part of the run ran",
+    "train.num_threads": "CPU threads",
+    "train.keep_freed_memory": "how freed memory is kept",
+    "data.num_workers": "loader processes; the batches are the same",
+    "data.persistent_workers": "whether loader processes outlive an epoch",
+    "data.root": "where the data set lies on this machine",
+}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if not prefix and isinstance(v, dict) and v and k in ("data", "model", "optim", "train", "eval"):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def changed_settings(recorded: dict, cfg: RunConfig) -> list[tuple[str, object, object]]:
+    """(key, recorded value, value now) for every setting of ``cfg`` that differs from the run's
+    recorded config (both completed with the code's declared defaults, so a record written before
+    a key existed compares as that default), leaving out RESUME_MAY_CHANGE."""
+    from wslbench.config import deep_merge
+    from wslbench.validation import validate, with_declared_defaults
+
+    # a key the record lacks was read with the code's default (as ``eval`` reads a record)
+    recorded = deep_merge(DEFAULTS, old_geometry(recorded))
+    before = _flat(with_declared_defaults(validate(from_dict(recorded))).to_dict())
+    now = _flat(cfg.to_dict())
+    missing = object()
+    return [(k, before.get(k, missing), now.get(k, missing)) for k in sorted(set(before) | set(now))
+            if k not in RESUME_MAY_CHANGE and before.get(k, missing) != now.get(k, missing)]
+
+
+def _shown(v) -> str:
+    return json.dumps(v, default=str) if isinstance(v, (type(None), bool, int, float, str, list, dict)) else "(not set)"
+
+
 class Trainer:
     """Build data + method from a RunConfig, train, checkpoint, evaluate."""
 
@@ -217,16 +261,20 @@ class Trainer:
 
     # --- construction ---------------------------------------------------------------------
     @classmethod
-    def from_run_dir(cls, run_dir: str | Path, device: str | None = None) -> "Trainer":
+    def from_run_dir(cls, run_dir: str | Path, device: str | None = None, overrides: dict | None = None) -> "Trainer":
+        """The run's recorded trainer; ``overrides`` (dotted key -> value, already validated:
+        ``eval RUN --set``/``--data-root``) change how it is evaluated, never config.yaml."""
         run_dir = Path(run_dir)
         path = run_dir / "config.yaml"
         if not path.is_file():
             raise WslbenchError(f"{run_dir} is not a run directory (no config.yaml)")
-        from wslbench.config import yaml_load
+        from wslbench.config import apply_override, yaml_load
 
         d = yaml_load(path.read_text())
         if device:
             d.setdefault("train", {})["device"] = device
+        for key, value in (overrides or {}).items():
+            apply_override(d, key, value)
         old_geometry(d)
         trainer = cls(from_dict(d), run_dir)
         trainer.unrecorded = sorted(
@@ -245,6 +293,11 @@ class Trainer:
         self.val_set = self.dataset("val")
         for ds in (self.train_set, self.val_set):  # corrupt files fail here; forked workers share the cache
             ds.preload(progress=cfg.train.progress and self.dist.is_main)
+        from wslbench.data.base import verify_before_training
+
+        # data check's deep checks (SHA256SUMS, every test file too) before anything is trained or written
+        verify_before_training([self.train_set, self.val_set, self.dataset("test", augment=False)],
+                               progress=cfg.train.progress and self.dist.is_main)
         seed_everything(cfg.seed)  # the method's initial weights depend on the seed only
         try:
             self.method = create_method(cfg.method, num_classes=self.train_set.num_classes, **cfg.model)
@@ -425,6 +478,45 @@ class Trainer:
         return WslbenchError(f"--resume: {self.run_dir / LAST} does not hold a resumable wslbench state "
                              f"({type(exc).__name__}: {exc})")
 
+    def _this(self) -> str:
+        backbone = self.cfg.model.get("backbone")
+        return f"{self.cfg.method!r}" + (f", backbone {backbone!r}" if backbone else "")
+
+    def _history_before(self, start_epoch: int) -> list[dict]:
+        """metrics.jsonl's records of the epochs the checkpoint covers (0 .. start_epoch - 1), in
+        order. A torn last line (a process killed in the middle of appending it: no final newline)
+        is dropped, as its epoch is not in the checkpoint either; a damaged line elsewhere, or a
+        history that does not match the checkpoint, is refused."""
+        path = self.run_dir / "metrics.jsonl"
+        try:
+            text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        except (OSError, ValueError) as exc:
+            raise WslbenchError(f"--resume: cannot read {path}: {exc}") from None
+        lines = text.split("\n")
+        if lines[-1].strip():
+            print(f"note: {path}: dropping a torn last line (a write cut short): {lines[-1][:60]!r}",
+                  file=sys.stderr, flush=True)
+        records = []
+        for i, line in enumerate(lines[:-1], 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError as exc:
+                rec, why = None, f"not JSON ({exc})"
+            else:
+                why = "not an epoch record"
+            if not isinstance(rec, dict) or type(rec.get("epoch")) is not int:
+                raise WslbenchError(f"--resume: {path} line {i} is {why}: the run's history is damaged; restore the "
+                                    "file, or delete the run folder to train again")
+            records.append(rec)
+        kept = [r for r in records if r["epoch"] < start_epoch]
+        if [r["epoch"] for r in kept] != list(range(start_epoch)):
+            raise WslbenchError(f"--resume: {path} holds epoch records {[r['epoch'] for r in kept]} but {LAST} covers "
+                                f"epochs 0..{start_epoch - 1}: the run's history does not match its checkpoint; restore "
+                                "the file, or delete the run folder to train again")
+        return kept
+
     def _patience_spent(self, key, bad_epochs: int) -> bool:
         return self.cfg.train.patience is not None and key is not None and bad_epochs >= self.cfg.train.patience
 
@@ -445,7 +537,10 @@ class Trainer:
     def fit(self) -> dict:
         """Train (or resume), then evaluate the best checkpoint on the test set. A finished run
         is never rewritten: without --resume it is refused, with --resume its result is returned."""
+        self._check_status()
         finished = finished_result(self.run_dir)
+        if self.resume:
+            self._check_same_settings(finished is not None)
         if finished is not None:
             if self.resume:
                 return finished if self.dist.is_main else {}
@@ -471,13 +566,59 @@ class Trainer:
                     lock.release()
                     lock = None
                 self._remove_new_folders(created)
-            elif not isinstance(exc, RunInterrupted):
+            elif not isinstance(exc, RunInterrupted) and (self._started or not isinstance(exc, WslbenchError)):
+                # a refusal before the first step (a checkpoint or history that does not fit) leaves
+                # the status as it was: the run is still what it was, nothing ran
                 self._status("failed", error=f"{type(exc).__name__}: {exc}")
             raise
         finally:
             self._stop_workers()
             if lock is not None:
                 lock.release()
+
+    def _check_status(self) -> None:
+        """A status.json that cannot be read leaves open whether the run finished: refuse rather
+        than train over (or re-evaluate) a run that may be finished."""
+        path = self.run_dir / "status.json"
+        if not path.is_file():
+            return
+        try:
+            status = json.loads(path.read_text(encoding="utf-8"))
+            why = None if isinstance(status, dict) and isinstance(status.get("state"), str) else \
+                f"a JSON {type(status).__name__} without a 'state' name"
+        except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            why = f"not valid JSON: {exc}"
+        if why:
+            raise WslbenchError(f"{path} is not a run status ({why}), so whether the run finished is unknown; "
+                                f"restore it, or delete {self.run_dir} to start the run again")
+
+    def _check_same_settings(self, finished: bool) -> None:
+        """--resume continues the run config.yaml records: a setting given now that differs from
+        it (other than RESUME_MAY_CHANGE) would be recorded without having been used, so it is
+        refused, naming each key with both values."""
+        import yaml
+
+        from wslbench.config import yaml_load
+
+        path = self.run_dir / "config.yaml"
+        if not path.is_file():
+            if finished or (self.run_dir / LAST).is_file():
+                raise WslbenchError(f"--resume: {self.run_dir} has no config.yaml, so the settings its checkpoint was "
+                                    "trained with are unknown; it cannot be resumed")
+            return  # nothing was run here: the missing checkpoint is reported as such
+        try:
+            recorded = yaml_load(path.read_text(encoding="utf-8"))
+            if not isinstance(recorded, dict):
+                raise ValueError(f"it holds a {type(recorded).__name__}, not a mapping")
+            changed = changed_settings(recorded, self.cfg)
+        except (OSError, ValueError, TypeError, yaml.YAMLError, WslbenchError) as exc:
+            raise WslbenchError(f"--resume: cannot read the recorded settings {path}: {exc}") from None
+        if changed:
+            what = "finished run" if finished else "run"
+            diffs = "; ".join(f"{k}: recorded {_shown(a)}, given {_shown(b)}" for k, a, b in changed)
+            raise WslbenchError(
+                f"--resume: {self.run_dir} is a {what} with other settings ({diffs}); resuming would record settings "
+                "it did not run with. Use the recorded settings, or --set tag=NAME / another --out for a new run")
 
     def _stop_workers(self) -> None:
         """End the loader's persistent workers now: a sweep runs many trainers in one process,
@@ -507,8 +648,8 @@ class Trainer:
         start_epoch, best, bad_epochs, train_time, partial, ck = 0, None, 0, 0.0, None, None
         if self.resume and (self.run_dir / LAST).is_file():
             ck = load_checkpoint(self.run_dir / LAST, map_location=self.device)
+            load_method_weights(self.method, ck, self.run_dir / LAST, self._this())
             try:
-                self.method.load_state_dict(ck["method"])
                 if self.optimizer is not None and ck.get("optimizer"):
                     self.optimizer.load_state_dict(ck["optimizer"])
                     self.scheduler.load_state_dict(ck["scheduler"])
@@ -520,7 +661,7 @@ class Trainer:
             except _BAD_STATE as exc:
                 raise self._not_resumable(exc) from None
             if self.dist.is_main:  # drop metric lines of epochs the checkpoint does not cover
-                kept = [r for r in read_jsonl(self.run_dir / "metrics.jsonl") if r["epoch"] < start_epoch]
+                kept = self._history_before(start_epoch)
                 atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
         elif self.resume:
             raise WslbenchError(f"--resume: no checkpoint {self.run_dir / LAST} to resume from")
@@ -570,7 +711,8 @@ class Trainer:
                 append_jsonl(self.run_dir / "metrics.jsonl", record)
                 state = self._state(epoch + 1, best, bad_epochs, train_time)
                 if improved:
-                    save_checkpoint(self.run_dir / BEST, {"epoch": epoch + 1, "method": state["method"], key or "epoch": best})
+                    save_checkpoint(self.run_dir / BEST, {"epoch": epoch + 1, "method": state["method"], key or "epoch": best,
+                                                          "config": state["config"]})  # says whose weights they are
                 save_checkpoint(self.run_dir / LAST, state)
                 self._status("running", epoch=epoch + 1)
             if self._patience_spent(key, bad_epochs):
@@ -581,7 +723,8 @@ class Trainer:
                 raise RunInterrupted(f"interrupted after epoch {epoch + 1}: checkpoint saved in {self.run_dir / LAST}; "
                                      "continue with the same command plus --resume")
         if self.dist.is_main and not (self.run_dir / BEST).is_file():
-            save_checkpoint(self.run_dir / BEST, {"epoch": epochs, "method": self.method.state_dict()})
+            save_checkpoint(self.run_dir / BEST, {"epoch": epochs, "method": self.method.state_dict(),
+                                                  "config": self.cfg.to_dict()})
         if self.dist.enabled:
             torch.distributed.barrier()
         result = {}
@@ -601,7 +744,7 @@ class Trainer:
     # --- evaluation -----------------------------------------------------------------------
     def evaluate_test(self, checkpoint: str = BEST, crf: bool | None = None, extra: dict | None = None) -> dict:
         ck = load_checkpoint(self.run_dir / checkpoint, map_location=self.device)
-        self.method.load_state_dict(ck["method"])
+        load_method_weights(self.method, ck, self.run_dir / checkpoint, self._this())
         test_set = self.dataset("test", augment=False)
         ev = self.cfg.eval
         info = {
@@ -698,16 +841,18 @@ class Trainer:
             "amp": self.amp, "channels_last": self.channels_last})
 
 
-def evaluate_run(run_dir: str | Path, crf: bool | None = None, device: str | None = None, checkpoint: str = BEST) -> dict:
+def evaluate_run(run_dir: str | Path, crf: bool | None = None, device: str | None = None, checkpoint: str = BEST,
+                 overrides: dict | None = None) -> dict:
     """``wslbench eval RUN_DIR``: reload the run's config and checkpoint, evaluate on the test set. A
     post-hoc run (``eval.from_run``) whose own copy of the classifier is not on disk (records are
     committed without it) reads it again from its source run."""
-    trainer = Trainer.from_run_dir(run_dir, device=device)
+    trainer = Trainer.from_run_dir(run_dir, device=device, overrides=overrides)
     if checkpoint == BEST and trainer.cfg.eval.get("from_run") and not (Path(run_dir) / BEST).is_file():
         from wslbench.train.from_run import restore_classifier
 
         restore_classifier(trainer, Path(run_dir))
-    return trainer.evaluate_test(checkpoint=checkpoint, crf=crf)
+    return trainer.evaluate_test(checkpoint=checkpoint, crf=crf,
+                                 extra={"eval_overrides": dict(overrides)} if overrides else None)
 
 
 def run(cfg: RunConfig, out: str | Path = "results/runs", resume: bool = False, run_dir: str | Path | None = None) -> dict:

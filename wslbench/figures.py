@@ -25,6 +25,13 @@ def _plt():
     return plt
 
 
+def small_multiples(plt, n: int, width: float, height: float = 2.9, columns: int = 4):
+    """A figure of ``n`` panels, at most ``columns`` a row: (figure, axes array of rows x columns)."""
+    cols = min(columns, n)
+    rows = -(-n // cols)
+    return plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+
+
 def save(fig, base: Path) -> list[Path]:
     """Write ``base``.png and ``base``.pdf atomically; the PDF carries no creation date, so
     regenerating a figure from the same records gives the same bytes."""
@@ -230,10 +237,7 @@ def training_curves(runs: dict[str, list[Path]], dataset: str, out_dir: str | Pa
     if not histories:
         return []
     plt = _plt()
-    n = len(histories)
-    cols = min(4, n)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False)
+    fig, axes = small_multiples(plt, len(histories), width=3.6)
     colours = dict(zip(LOSS_SERIES, ("black", "tab:blue", "tab:orange", "tab:green")))
     styles = ("-", "--", ":", "-.")
     legend: dict = {}
@@ -272,7 +276,7 @@ def training_curves(runs: dict[str, list[Path]], dataset: str, out_dir: str | Pa
         for axis in (ax, right):
             for handle, label in zip(*axis.get_legend_handles_labels()):
                 legend.setdefault(label, handle)
-    for ax in list(axes.flat)[n:]:
+    for ax in list(axes.flat)[len(histories):]:
         ax.axis("off")
     if title:
         fig.suptitle(title)

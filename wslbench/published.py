@@ -395,7 +395,7 @@ def published_curves(runs: dict[str, list[Path]], dataset: str, out_dir: str | P
     drawn for a data set without a published file."""
     from matplotlib.patches import Patch
 
-    from wslbench.figures import _plt, save
+    from wslbench.figures import _plt, save, small_multiples
     from wslbench.tables import display_name
 
     path = published_file(dataset, directory)
@@ -412,10 +412,8 @@ def published_curves(runs: dict[str, list[Path]], dataset: str, out_dir: str | P
     if not panels:
         return []
     plt = _plt()
-    n = len(panels)
-    cols = min(4, n)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows), squeeze=False)
+    fig, axes = small_multiples(plt, len(panels), width=3.4)
+    n, cols = len(panels), axes.shape[1]
     legend: dict = {}
     for i, (ax, (variant, curve, pub_pos, pub_neg)) in enumerate(zip(axes.flat, panels)):
         seeds = int(curve["n"].iloc[0])

@@ -400,7 +400,7 @@ def build_tables(runs: pd.DataFrame, full_layout: bool = False, experiment: str 
 
 def _drop_empty_groups(tab: Table) -> Table:
     """The table without the column groups (data sets) in which no cell has a run."""
-    keep, start, groups, cols = [], 0, [], []
+    start, groups, cols = 0, [], []
     for g, titles in tab.groups:
         idx = list(range(start, start + len(titles)))
         start += len(titles)

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-if "WSLBENCH_CACHE" not in os.environ:  # the data checks' cache: the test session's own, not the user's
+if "WSLBENCH_CACHE" not in os.environ:  # the data checks' cache: this test run's own, not the user's
     import tempfile
 
     os.environ["WSLBENCH_CACHE"] = tempfile.mkdtemp(prefix="wslbench-test-cache-")

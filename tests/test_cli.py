@@ -33,6 +33,76 @@ def test_list_prints_methods_and_datasets():
     assert any(line.split()[0] == "synthetic" for line in lines if line.startswith("  "))
 
 
+def _list_rows(output):
+    """{name: (column where its description starts, description)} of `wslbench list`'s lines."""
+    rows = {}
+    for line in output.splitlines():
+        if line.startswith("  "):
+            name = line.split()[0]
+            rest = line[2 + len(name):]
+            rows[name] = (len(line) - len(rest.lstrip()), rest.strip())
+    return rows
+
+
+def test_list_shows_first_sentence_across_line_breaks_and_aligns_long_names():
+    from wslbench import registry
+    from wslbench.methods import Method
+
+    long_name = "a-method-with-a-rather-long-registry-name"
+
+    @registry.register_method(long_name)
+    class Long(Method):
+        """Long-named test method (Smith et al. 2020, e.g. a ResNet) whose first sentence spans
+        two lines. A second sentence that list must not show."""
+
+    try:
+        r = CliRunner().invoke(main, ["list"])
+    finally:
+        registry.METHODS._entries.pop(long_name)
+    assert r.exit_code == 0, r.output
+    rows = _list_rows(r.output)
+    assert rows[long_name][1] == ("Long-named test method (Smith et al. 2020, e.g. a ResNet) whose first sentence "
+                                  "spans two lines.")
+    # a built-in whose first sentence runs over its docstring's first line
+    assert rows["cam-lse"][1].endswith("defaults to their value (``LSE_R``).")
+    columns = {column for column, _ in rows.values()}
+    assert columns == {2 + len(long_name) + 2}, columns  # every description starts at one column
+    assert rows["cam-avg"][1].startswith("CAM-Avg (Zhou et al. 2016)")
+
+
+def test_list_shows_a_plugin_that_fails_to_load_with_its_reason(tmp_path, monkeypatch):
+    """A real entry point (an installed distribution's metadata on sys.path) naming a module that
+    does not import: `list` names it in its own section with the reason, and still exits 0."""
+    import importlib
+
+    from wslbench import registry
+
+    dist = tmp_path / "wslbench_broken_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: wslbench-broken-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[wslbench.methods]\nbroken-plugin = wslbench_no_such_module:Thing\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    monkeypatch.setattr(registry.METHODS, "_discovered", False)
+    monkeypatch.setattr(registry.METHODS, "_broken", {})
+    r = CliRunner().invoke(main, ["list"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    section = lines.index(next(line for line in lines if line.startswith("failed to load")))
+    assert section > lines.index("datasets:")
+    broken = [line for line in lines[section + 1:] if line.startswith("  ")]
+    assert len(broken) == 1 and broken[0].split()[0] == "broken-plugin", broken
+    assert ("(method; entry point wslbench_no_such_module:Thing: ModuleNotFoundError: "
+            "No module named 'wslbench_no_such_module')") in broken[0]
+    assert "broken-plugin" not in "\n".join(lines[:section])
+    assert "cam-avg" in _list_rows("\n".join(lines[:section]))  # the working ones are all still listed
+
+
+def test_list_has_no_failed_section_when_every_plugin_loads():
+    r = CliRunner().invoke(main, ["list"])
+    assert r.exit_code == 0 and "failed to load" not in r.output
+
+
 def test_unknown_method_and_dataset_give_one_message():
     r = CliRunner().invoke(main, ["run", "--method", "nope", "--dataset", "synthetic"])
     assert r.exit_code == 2

@@ -2,26 +2,31 @@
 as docs/adding_a_method.md describes: pip-install it, see it in ``wslbench list``, build it."""
 from __future__ import annotations
 
+import contextlib
 import importlib
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 PLUGIN = "wslbench-plugin-example"
 
-SETUP_CFG = """\
-[metadata]
-name = wslbench-plugin-example
-version = 0.0.1
+#: the layout of docs/adding_a_method.md, section 2: pyproject.toml and a package, nothing else
+PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=64"]
+build-backend = "setuptools.build_meta"
 
-[options]
-py_modules = wslbench_plugin_example
+[project]
+name = "wslbench-plugin-example"
+version = "0.0.1"
+dependencies = ["wslbench"]
 
-[options.entry_points]
-wslbench.methods =
-    center-prior = wslbench_plugin_example:CenterPrior
+[project.entry-points."wslbench.methods"]
+center-prior = "wslbench_plugin_example.center_prior:CenterPrior"
 """
 
 MODULE = '''\
@@ -59,20 +64,56 @@ def pip(*args):
 
 
 @pytest.fixture
-def installed_plugin(tmp_path):
+def installed_plugin(tmp_path, monkeypatch):
     pkg = tmp_path / "plugin"
-    pkg.mkdir()
-    (pkg / "setup.cfg").write_text(SETUP_CFG)
-    (pkg / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n')
-    (pkg / "wslbench_plugin_example.py").write_text(textwrap.dedent(MODULE))
-    done = pip("install", "--no-deps", "--no-build-isolation", str(pkg))
+    (pkg / "wslbench_plugin_example").mkdir(parents=True)
+    (pkg / "pyproject.toml").write_text(PYPROJECT)
+    (pkg / "wslbench_plugin_example" / "__init__.py").write_text("")
+    (pkg / "wslbench_plugin_example" / "center_prior.py").write_text(textwrap.dedent(MODULE))
+    with _installed(pkg, PLUGIN):
+        # an editable install takes effect through a .pth file, which only an interpreter started
+        # after it reads (the `wslbench list` subprocess does); this one sees the folder this way
+        monkeypatch.syspath_prepend(str(pkg))
+        yield
+
+
+@contextlib.contextmanager
+def _installed(folder, name):
+    """``pip install -e folder`` as docs/adding_a_method.md says, then ``pip uninstall -y name``."""
+    done = pip("install", "--no-deps", "--no-build-isolation", "-e", str(folder))
     assert done.returncode == 0, done.stderr
     importlib.invalidate_caches()
     try:
         yield
     finally:
-        pip("uninstall", "-y", PLUGIN)
+        pip("uninstall", "-y", name)
         importlib.invalidate_caches()
+
+
+def _doc_block(doc, first_line):
+    """The code block of the doc whose first line is ``first_line``, without that line."""
+    found = re.search(r"```\w*\n" + re.escape(first_line) + r"\n(.*?)```", doc, re.S)
+    assert found, f"docs/adding_a_method.md has no code block starting with {first_line!r}"
+    return found.group(1)
+
+
+def test_the_docs_plugin_layout_installs_and_is_listed(tmp_path):
+    """The pyproject.toml and the class of docs/adding_a_method.md, verbatim, laid out as its
+    section 2 shows, install with ``pip install -e .``; ``wslbench list`` then shows the method."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "adding_a_method.md").read_text()
+    root = tmp_path / "my-wsl"
+    (root / "my_wsl").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(_doc_block(doc, "# my-wsl/pyproject.toml"))
+    (root / "my_wsl" / "__init__.py").write_text("")
+    (root / "my_wsl" / "gmp_cam.py").write_text(_doc_block(doc, "# my_wsl/gmp_cam.py"))
+    with _installed(root, "my-wsl"):
+        out = subprocess.run([sys.executable, "-m", "wslbench.cli", "list"], capture_output=True, text=True,
+                             timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    line = next((line for line in out.stdout.splitlines() if line.split()[:1] == ["gem-cam"]), None)
+    assert line is not None, out.stdout
+    assert line.split(None, 1)[1] == "GeM-pooled class maps (generalised mean with exponent p)."
+    assert "failed to load" not in out.stdout
 
 
 def test_third_party_method_is_discovered(installed_plugin):

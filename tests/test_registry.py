@@ -49,3 +49,27 @@ def test_decorator_registers_and_create_builds_with_config():
 def test_registering_another_object_under_a_taken_name_fails():
     with pytest.raises(WslbenchError, match="registered twice"):
         registry.register_method("cam-avg")(type("Other", (Method,), {}))
+
+
+@pytest.mark.parametrize("doc, first", [
+    ("One line.", "One line."),
+    ("Spans\n    two lines. Second sentence.", "Spans two lines."),
+    ("ACoL (Zhang et al. 2018): two branches. More.", "ACoL (Zhang et al. 2018): two branches."),
+    ("Uses e.g. a ResNet, i.e. a CNN, with 1.5x maps. More.", "Uses e.g. a ResNet, i.e. a CNN, with 1.5x maps."),
+    ("No period in the first paragraph\n\n    Second paragraph. More.", "No period in the first paragraph"),
+    ("Ends at the end.", "Ends at the end."),
+    ("", ""),
+    (None, ""),
+])
+def test_description_is_the_docstrings_first_sentence(doc, first):
+    assert registry.first_sentence(doc) == first
+
+
+def test_broken_entry_point_is_reported_and_cleared_once_it_loads(monkeypatch):
+    monkeypatch.setattr(registry.METHODS, "_broken", {"gone": "pkg.mod:Gone: ModuleNotFoundError: No module named 'pkg'"})
+    assert registry.METHODS.broken() == {"gone": "pkg.mod:Gone: ModuleNotFoundError: No module named 'pkg'"}
+    with pytest.raises(WslbenchError, match="'gone' failed to load: pkg.mod:Gone: ModuleNotFoundError"):
+        registry.method_entry("gone")
+    registry.METHODS._broken["cam-avg"] = "baselines.cam:CamAvg: ImportError: stale"  # it loads now
+    registry.METHODS.discover(force=True)
+    assert "cam-avg" not in registry.METHODS.broken() and "gone" in registry.METHODS.broken()

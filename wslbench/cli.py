@@ -143,13 +143,23 @@ def _print_result(result: dict, run_dir: Path) -> None:
 
 @main.command(name="list")
 def list_cmd():
-    """List registered methods and data sets, one per line with a short description."""
+    """List registered methods and data sets, one per line with the first sentence of its
+    docstring, then the plugins whose entry point failed to load, with the reason."""
     from wslbench.registry import DATASETS, METHODS
 
-    for title, reg in (("methods", METHODS), ("datasets", DATASETS)):
+    registries = (("methods", "method", METHODS), ("datasets", "dataset", DATASETS))
+    names = {title: reg.names() for title, _, reg in registries}
+    broken = [(kind, name, reason) for _, kind, reg in registries for name, reason in reg.broken().items()]
+    width = max([len(n) for ns in names.values() for n in ns] + [len(n) for _, n, _ in broken] + [1])
+    for title, _, reg in registries:
         click.echo(f"{title}:")
-        for name in reg.names():
-            click.echo(f"  {name:<12} {reg.get(name).description}")
+        for name in names[title]:
+            click.echo(f"  {name:<{width}}  {reg.get(name).description}".rstrip())
+    if broken:
+        click.echo("failed to load:")
+        for kind, name, reason in broken:
+            reason = cut_message(" ".join(reason.split()), 500)  # one line, however long the error
+            click.echo(f"  {name:<{width}}  ({kind}; entry point {reason})")
 
 
 @main.command(name="eval")

@@ -218,14 +218,11 @@ def compare(runs, published: pd.DataFrame) -> list[Comparison]:
     return out
 
 
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "≥": r"$\geq$",
-        "τ": r"$\tau$", "–": "--", "≤": r"$\leq$"}
-
-
 def tex(text: str) -> str:
-    """LaTeX-escaped text, one character at a time (so an inserted brace is never escaped again)."""
-    return "".join(_TEX.get(c, c) for c in str(text))
+    """LaTeX-escaped text: the tables' one escape function (wslbench.tables.latex_escape)."""
+    from wslbench.tables import latex_escape
+
+    return latex_escape(text)
 
 
 @dataclass
@@ -273,13 +270,13 @@ class PublishedTable:
         return "\n".join(lines) + "\n"
 
     def to_latex(self) -> str:
-        from wslbench.tables import display_name
+        from wslbench.tables import display_name, label_key, resize_close, resize_open
 
         ncols = sum(len(cols) for _, cols in self.groups)
         sources = " Published values: " + "; ".join(self.source_lines()) + "."
         out = [r"\begin{table*}[t]", r"\centering", r"\scriptsize", f"\\caption{{{tex(self.caption + sources)}}}",
-               f"\\label{{tab:wslbench-published-{tex(self.dataset)}}}", r"\begin{tabular}{l" + "c" * ncols + "}",
-               r"\toprule"]
+               f"\\label{{tab:wslbench-{label_key(self.experiment)}-published-{label_key(self.dataset)}}}",
+               *resize_open(ncols), r"\begin{tabular}{l" + "c" * ncols + "}", r"\toprule"]
         heads, rules, start = [], [], 2
         for g, cols in self.groups:
             heads.append(f"\\multicolumn{{{len(cols)}}}{{c}}{{{tex(g)}}}")
@@ -289,7 +286,7 @@ class PublishedTable:
                 "Method & " + " & ".join(tex(c) for _, cols in self.groups for c in cols) + r" \\", r"\midrule"]
         for row in self.rows:
             out.append(" & ".join(tex(c) for c in [display_name(row.variant), *row.cells()]) + r" \\")
-        out += [r"\bottomrule", r"\end{tabular}", r"\end{table*}"]
+        out += [r"\bottomrule", r"\end{tabular}", *resize_close(ncols), r"\end{table*}"]
         return "\n".join(out) + "\n"
 
     def to_frame(self) -> pd.DataFrame:

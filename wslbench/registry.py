@@ -8,6 +8,8 @@ use the ``register_method`` / ``register_dataset`` decorators directly.
 from __future__ import annotations
 
 import difflib
+import inspect
+import re
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Callable
@@ -55,7 +57,7 @@ class _Registry:
                 f"{self.kind} {name!r} is registered twice: by {self._entries[name].source} "
                 f"and by {source or getattr(obj, '__module__', '?')}"
             )
-        desc = description or _first_line(getattr(obj, "__doc__", None)) or ""
+        desc = description or first_sentence(getattr(obj, "__doc__", None))
         self._entries[name] = Entry(name, obj, desc, source or getattr(obj, "__module__", "?"))
         try:
             obj.registry_name = name  # let an object know the name it was registered under
@@ -76,12 +78,18 @@ class _Registry:
             except Exception as exc:  # a broken plugin must not break the whole tool
                 self._broken[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
                 continue
+            self._broken.pop(ep.name, None)
             if ep.name not in self._entries:
                 self.register(ep.name, obj, source=f"entry point {ep.value}")
 
     def names(self) -> list[str]:
         self.discover()
         return sorted(self._entries)
+
+    def broken(self) -> dict[str, str]:
+        """Entry points of the group that failed to load: name -> "value: ErrorType: message"."""
+        self.discover()
+        return dict(sorted(self._broken.items()))
 
     def get(self, name: str) -> Entry:
         self.discover()
@@ -100,8 +108,26 @@ class _Registry:
         return self.get(name).obj(**config)
 
 
-def _first_line(doc: str | None) -> str:
-    return doc.strip().splitlines()[0].strip() if doc and doc.strip() else ""
+#: words whose trailing period ends no sentence ("Zhou et al. 2016", "e.g. a ResNet")
+_ABBREVIATIONS = {"al", "e.g", "i.e", "cf", "vs", "approx", "fig", "figs", "eq", "eqs", "ref", "refs", "resp",
+                  "incl", "sec", "ch", "vol", "pp", "dr", "mr", "ms", "prof", "st"}
+
+
+def first_sentence(doc: str | None) -> str:
+    """The first sentence of a docstring, on one line: up to the first period followed by a space
+    or the end, across line breaks, within the first paragraph (the whole paragraph when it has no
+    such period). A period after an abbreviation (``et al.``, ``e.g.``), an initial, or followed by
+    a lower-case word or a digit ends no sentence."""
+    if not doc or not doc.strip():
+        return ""
+    text = " ".join(re.split(r"\n\s*\n", inspect.cleandoc(doc), maxsplit=1)[0].split())
+    for m in re.finditer(r"\.(?=\s|$)", text):
+        word = text[: m.start()].rsplit(" ", 1)[-1].lstrip("([\"'`").lower()
+        after = text[m.end():].lstrip()[:1]
+        if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()) or after.islower() or after.isdigit():
+            continue
+        return text[: m.end()]
+    return text
 
 
 METHODS = _Registry("method", METHOD_GROUP)

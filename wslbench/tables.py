@@ -13,9 +13,16 @@ a method trained with pixel labels and a row with fewer seeds than the others ar
 A missing run shows '–', never a zero; a
 method that does not classify shows 'n/a'; a data-set column with no run in a table is left out
 unless ``full_layout`` asks for the paper's layout.
+
+The ``.tex`` tables need ``booktabs`` (rules) and ``graphicx`` (a table of more than
+``RESIZE_ABOVE`` data columns is set in ``\\resizebox``, shrunk to the line width when wider,
+never enlarged) in the preamble; each table's label is ``tab:wslbench-<experiment>-<k>``
+(``label_key``), so that several experiments' tables can share one document. Text is escaped
+by ``latex_escape`` for pdflatex with its default (OT1) font encoding.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +142,7 @@ class Table:
     groups: list[tuple[str, list[str]]]  # (group title, column titles)
     cells: list[list[Cell]]
     experiment: str = ""  # what the experiment is (describe_experiment), shown above the table
+    name: str = ""  # the experiment's name (its folder), which makes the LaTeX label unique
 
     def to_markdown(self) -> str:
         header = ["Method"] + [f"{g} {c}".strip() for g, cols in self.groups for c in cols]
@@ -148,9 +156,10 @@ class Table:
     def to_latex(self) -> str:
         ncols = sum(len(cols) for _, cols in self.groups)
         caption = f"{self.experiment} {self.caption}".strip()
+        label = f"tab:wslbench-{label_key(self.name)}-{self.number}" if self.name else f"tab:wslbench-{self.number}"
         out = [r"\begin{table}[t]", r"\centering", r"\small",
-               f"\\caption{{{latex_escape(caption)}}}", f"\\label{{tab:wslbench-{self.number}}}",
-               r"\begin{tabular}{l" + "c" * ncols + "}", r"\toprule"]
+               f"\\caption{{{latex_escape(caption)}}}", f"\\label{{{label}}}",
+               *resize_open(ncols), r"\begin{tabular}{l" + "c" * ncols + "}", r"\toprule"]
         if any(g for g, _ in self.groups):
             heads, rules, start = [], [], 2
             for g, cols in self.groups:
@@ -163,7 +172,7 @@ class Table:
         out.append(r"\midrule")
         for name, row in zip(self.rows, self.cells):
             out.append(latex_escape(name) + " & " + " & ".join(c.text("latex") for c in row) + r" \\")
-        out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+        out += [r"\bottomrule", r"\end{tabular}", *resize_close(ncols), r"\end{table}"]
         return "\n".join(out) + "\n"
 
     def to_frame(self) -> pd.DataFrame:
@@ -174,11 +183,38 @@ class Table:
         return pd.DataFrame(data, index=pd.Index(self.rows, name="Method"))
 
 
+#: LaTeX for each character that pdflatex (default OT1 font encoding, utf8 input) does not set as
+#: itself: the specials escaped, the symbols the tables use written as commands
+LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
+         ">": r"\textgreater{}", "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "≥": r"$\geq$",
+         "≤": r"$\leq$", "τ": r"$\tau$", "–": "--", "†": r"\dag{}"}
+
+
 def latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("±", r"$\pm$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$"), ("–", "--")):
-        text = text.replace(a, b)
-    return text
+    """LaTeX for ``text``, one character at a time (so a brace or backslash that an escape inserts is
+    never escaped again); the only escape function of the tables (wslbench.published uses it too)."""
+    return "".join(LATEX.get(c, c) for c in str(text))
+
+
+def label_key(name: str) -> str:
+    """``name`` reduced to characters safe in a ``\\label`` (letters, digits, '-', '.'; any other run
+    of characters becomes one '-')."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", str(name)).strip("-") or "x"
+
+
+#: more data columns than this and the tabular is shrunk to the line width when wider (graphicx)
+RESIZE_ABOVE = 5
+
+
+def resize_open(ncols: int) -> list[str]:
+    """The line that opens ``\\resizebox`` around a tabular of ``ncols`` data columns ([] when narrow):
+    the width is the line width when the tabular is wider, its own width otherwise (never enlarged)."""
+    return [r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"] if ncols > RESIZE_ABOVE else []
+
+
+def resize_close(ncols: int) -> list[str]:
+    return ["}"] if ncols > RESIZE_ABOVE else []
 
 
 def _datasets(runs: pd.DataFrame, full_layout: bool = False) -> list[str]:
@@ -346,12 +382,13 @@ def _split_by_protocol(runs: pd.DataFrame, datasets: list[str]) -> tuple[pd.Data
     return runs, keys, titles, " Column groups name their selection protocol (wslbench.protocols)."
 
 
-def build_tables(runs: pd.DataFrame, full_layout: bool = False, experiment: str = "") -> list[Table]:
+def build_tables(runs: pd.DataFrame, full_layout: bool = False, experiment: str = "", name: str = "") -> list[Table]:
     """Tables 1-6 of the paper from the collected runs of one experiment (``experiment``: the
     line that says what it is), 7 (PxAP, with and without CRF) and 8 (areas under the F1 curves).
     Every caption names the selection protocol, and runs of several protocols get one column
     group each. A data-set column group with no run is left out, and a table left with no column
-    is not returned; ``full_layout`` keeps the paper's rows and data sets."""
+    is not returned; ``full_layout`` keeps the paper's rows and data sets. ``name``: the
+    experiment's name, which makes the tables' LaTeX labels unique (label_key)."""
     runs = _with_eval_fields(runs)
     datasets = _datasets(runs, full_layout)
     runs, datasets, group_titles, protocol_note = _split_by_protocol(runs, datasets)
@@ -375,9 +412,9 @@ def build_tables(runs: pd.DataFrame, full_layout: bool = False, experiment: str 
     crf = metric_table(runs, 6, "Pointwise localization after dense-CRF post-processing; arrows: change against Table 2 (Deep MIL excluded: its maps are not per-pixel probabilities).",
                        ["crf_f1_pos", "crf_f1_neg", "crf_f1_mean"], crf_rows, datasets, SCALE, LOWER, per_image=per_image)
     base = {name: row for name, row in zip(t[1].rows, t[1].cells)}
-    for name, row in zip(crf.rows, crf.cells):
+    for row_name, row in zip(crf.rows, crf.cells):
         for j, c in enumerate(row):
-            ref = base.get(name, [Cell()] * len(row))[j]
+            ref = base.get(row_name, [Cell()] * len(row))[j]
             if c.n and ref.n and not np.isclose(c.mean, ref.mean):
                 c.arrow = "up" if c.mean > ref.mean else "down"
     t.append(crf)
@@ -394,7 +431,7 @@ def build_tables(runs: pd.DataFrame, full_layout: bool = False, experiment: str 
         tab.caption += protocol_note
         tab.groups = [(group_titles.get(g, g), cols) for g, cols in tab.groups]
     for tab in t:
-        tab.experiment = experiment
+        tab.experiment, tab.name = experiment, name
     return t if full_layout else [tab for tab in map(_drop_empty_groups, t) if tab.groups]
 
 
@@ -408,7 +445,7 @@ def _drop_empty_groups(tab: Table) -> Table:
             groups.append((g, titles))
             cols += idx
     cells = [[row[j] for j in cols] for row in tab.cells]
-    return Table(tab.number, tab.caption, tab.rows, groups, cells, tab.experiment)
+    return Table(tab.number, tab.caption, tab.rows, groups, cells, tab.experiment, tab.name)
 
 
 DESCRIBED = {"trunk": "trunk ", "resolution": "input ", "epochs": "", "selection": "checkpoint: ", "device": "on "}
@@ -495,7 +532,7 @@ def build_experiment(found: Discovery, experiment: str) -> tuple[list[Table], li
     runs = found.select(experiment)
     check_cells(runs)
     frame = runs_frame(runs)
-    return build_tables(frame, False, describe_experiment(experiment, runs)), _main_rows(_with_eval_fields(frame))
+    return build_tables(frame, False, describe_experiment(experiment, runs), experiment), _main_rows(_with_eval_fields(frame))
 
 
 def write_tables(runs_dir: str | Path, out_dir: str | Path, formats=("latex", "markdown"),
@@ -515,7 +552,7 @@ def write_tables(runs_dir: str | Path, out_dir: str | Path, formats=("latex", "m
     for name in sorted({r.experiment for r in chosen}):
         runs = [r for r in chosen if r.experiment == name]
         frame = runs_frame(runs)
-        tables = build_tables(frame, full_layout, describe_experiment(name, runs))
+        tables = build_tables(frame, full_layout, describe_experiment(name, runs), name)
         out = inside(out_dir, name)  # never a write outside the output the user named
         mine = []
         if "markdown" in formats and any(t.number == 2 for t in tables):

@@ -68,3 +68,20 @@ def test_config_is_frozen_and_round_trips(exp):
     with pytest.raises(FrozenInstanceError):
         cfg.seed = 3
     assert from_dict(yaml.safe_load(yaml.safe_dump(cfg.to_dict()))) == cfg
+
+
+def test_a_missing_experiments_folder_is_said_once_not_silently_defaulted(monkeypatch, tmp_path, capsys):
+    """Without experiments/ (a non-editable install run elsewhere) the paper's settings are not
+    applied; the user is told once, naming where it looked and how to fix it."""
+    from wslbench import config
+
+    monkeypatch.setattr(config, "_WARNED", set())
+    monkeypatch.setenv("WSLBENCH_EXPERIMENTS", str(tmp_path / "nowhere"))
+    config.layered("minmax", "glas")
+    config.layered("cam-avg", "glas")
+    err = capsys.readouterr().err
+    assert err.count("warning: no experiments folder") == 1 and str(tmp_path / "nowhere") in err
+    assert "WSLBENCH_EXPERIMENTS" in err
+    monkeypatch.setenv("WSLBENCH_EXPERIMENTS", str(tmp_path))  # exists: nothing to say
+    config.layered("minmax", "glas")
+    assert capsys.readouterr().err == ""

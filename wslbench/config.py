@@ -15,6 +15,7 @@ import difflib
 import functools
 import os
 import re
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
@@ -259,6 +260,21 @@ def experiments_dir() -> Path:
     return Path.cwd() / "experiments"
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_without_experiments(folder: Path) -> None:
+    """Say once (stderr) that no experiments/ folder was found: the data sets' and methods' paper
+    settings (experiments/<dataset>/*.yaml) are then not applied, and a run silently uses the
+    built-in defaults (e.g. resnet18 without pretraining) unless told."""
+    if folder.is_dir() or str(folder) in _WARNED:
+        return
+    _WARNED.add(str(folder))
+    print(f"warning: no experiments folder at {folder}: the paper's per-data-set and per-method settings "
+          "(experiments/<dataset>/*.yaml) are not applied, only the built-in defaults and your --config/--set; "
+          "run from the repository, or set WSLBENCH_EXPERIMENTS to its experiments/ folder", file=sys.stderr)
+
+
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -371,6 +387,7 @@ def layered(
     sources: dict[str, Source] = {}
     layers = []
     if use_experiments:
+        _warn_without_experiments(experiments_dir())
         exp = experiments_dir() / dataset
         for path, shared in ((exp / "dataset.yaml", True), (exp / f"{method}.yaml", False)):
             if path.is_file():

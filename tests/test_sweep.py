@@ -214,6 +214,11 @@ def test_sweep_runs_skips_finished_and_resumes(tmp_path):
     assert (victim / "metrics.jsonl").read_text().splitlines()[0] == before  # epoch 1 kept, not redone
     again = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(out)])
     assert "0 ran, 6 already finished" in again.output  # nothing left to do
+    assert "differs" not in again.output
+    # the sweep file changed after the runs: still skipped (the records are what ran), but said
+    changed = write_spec(tmp_path, set=[*TINY, "optim.lr=0.5"])
+    said = CliRunner().invoke(main, ["sweep", str(changed), "--out", str(out), "--dry-run"])
+    assert said.output.count("its record differs from the sweep file: optim.lr ") == 6 and said.output.count("-> 0.5") == 6
     tables = CliRunner().invoke(main, ["tables", "--runs", str(out), "--out", str(tmp_path / "t")])
     assert tables.exit_code == 0 and "6 finished run(s)" in tables.output
 

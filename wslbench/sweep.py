@@ -220,6 +220,26 @@ def job_configs(jobs: list[Job]) -> list:
     return configs
 
 
+def differs_note(run_dir: Path, cfg) -> str:
+    """'' when the finished run's config.yaml holds the sweep file's settings; else a note naming
+    the keys that differ: the record is kept (it is what ran), but it is not what the file says."""
+    from wslbench.config import yaml_load
+    from wslbench.train.trainer import changed_settings
+    from wslbench.validation import validate, with_declared_defaults
+
+    try:
+        now = with_declared_defaults(validate(cfg))  # as the run would complete it
+        diff = changed_settings(yaml_load((Path(run_dir) / "config.yaml").read_text()) or {}, now)
+    except Exception:  # a record the checks elsewhere refuse: nothing to add here
+        return ""
+    if not diff:
+        return ""
+    shown = ", ".join(f"{k} {before!r} -> {now!r}" for k, before, now in diff[:4])
+    more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
+    return (f" (its record differs from the sweep file: {shown}{more}; the record is what ran, "
+            "another experiment name runs the file's settings)")
+
+
 def job_state(run_dir: Path) -> str:
     """finished | resume | new."""
     from wslbench.io import finished_result
@@ -341,7 +361,8 @@ def run_sweep(path: str | Path, out: str | None = None, shard_text: str | None =
             kept_text = f" ({kept} test images kept from a stopped evaluation)" if kept else ""
             if state == "finished" or elsewhere is not None:
                 counts["finished"] += 1
-                echo(f"{prefix}: finished{f' at {elsewhere}' if elsewhere else ''}, skipped")
+                echo(f"{prefix}: finished{f' at {elsewhere}' if elsewhere else ''}, skipped"
+                     + differs_note(elsewhere or run_dir, cfg))
                 continue
             if dry_run:
                 counts["planned"] += 1

@@ -33,7 +33,7 @@ from wslbench.errors import DataError
 from wslbench.io import finished_result
 from wslbench.rows import display_name, ordered, row_info  # noqa: F401 (display_name: tables' public name)
 from wslbench.runs import NOERASE, Discovery, Run, check_cells, discover, inside
-from wslbench.verdicts import LEVEL, RESAMPLES, RESAMPLING_SEED, PerImage, RowScores, column_draws, tied_best
+from wslbench.verdicts import LEVEL, RESAMPLES, RESAMPLING_SEED, PerImage, RowScores, column_statistics, tied_best
 
 DATASET_NAMES = {"glas": "GlaS", "cub5": "CUB5", "cub": "CUB", "oxf": "OxF", "synthetic": "Synthetic"}
 PAPER_DATASETS = ["glas", "cub5", "cub", "oxf"]  # the paper's column groups (full layout)
@@ -264,16 +264,16 @@ def _mark_verdicts(cells: list[list[Cell]], column_rows: list[list], contenders:
             c.short = bool(c.n) and c.n < most
         rows = column_rows[j]
         parts = [r for r in rows if isinstance(r, tuple)]
-        if parts:  # derived: the mean of its parts, with the parts' shared draws
-            n_parts = len(parts[0])
-            draws = [column_draws([r[k] if isinstance(r, tuple) else None for r in rows]) for k in range(n_parts)]
-            stats = [None if not isinstance(r, tuple) or any(x is None for x in r) else
-                     np.mean([d.statistic(x) for d, x in zip(draws, r)], axis=0) for r in rows]
-            points = [None if s is None else float(np.mean([x.point() for x in r])) for s, r in zip(stats, rows)]
+        if parts:  # derived: the mean of its parts, each part with its own column's shared draws
+            per_part = [column_statistics([r[k] if isinstance(r, tuple) else None for r in rows])
+                        for k in range(len(parts[0]))]
+            stats, points = [], []
+            for i, r in enumerate(rows):
+                whole = isinstance(r, tuple) and all(x is not None for x in r)
+                stats.append(np.mean([ps[i] for ps, _ in per_part], axis=0) if whole else None)
+                points.append(float(np.mean([pp[i] for _, pp in per_part])) if whole else None)
         else:
-            draws = column_draws(rows)
-            stats = [None if r is None else draws.statistic(r) for r in rows]
-            points = [None if r is None else r.point() for r in rows]
+            stats, points = column_statistics(rows)
         eligible = [contenders[i] and not col[i].short and col[i].n > 0 for i in range(len(col))]
         verdict = tied_best(stats, points, eligible, lower)
         for c, interval, tied in zip(col, verdict.intervals, verdict.tied):

@@ -19,6 +19,8 @@ two-level (seeds, then images) and shared across rows, so it is written here wit
 """
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +80,7 @@ class Draws:
         # (n_seeds, n_images) aligned on the column's image ids (an image a seed lacks is NaN)
         table = np.stack([s.reindex(self.image_ids).to_numpy(float) for s in row.per_seed])
         grand, seed_eff, image_eff, resid = two_way_parts(table)
-        with np.errstate(invalid="ignore"), _quiet():
+        with _quiet():
             drawn_resid = resid[seeds[:, :, None], self.image_pos[:, None, :]]  # (B, n, images)
             return (grand + seed_eff[seeds].mean(axis=1) + np.nanmean(image_eff[self.image_pos], axis=1)
                     + np.nanmean(drawn_resid, axis=(1, 2)))
@@ -120,18 +122,13 @@ def _reflate(n: int) -> float:
     return float(np.sqrt(n / (n - 1))) if n > 1 else 0.0
 
 
-class _quiet:
-    """Silence numpy's 'mean of empty slice' (an all-NaN draw gives NaN, which is then ignored)."""
-
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
+@contextmanager
+def _quiet():
+    """Silence numpy's 'mean of empty slice' and invalid-value warnings (an all-NaN draw gives NaN,
+    which is then ignored)."""
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
         warnings.simplefilter("ignore", category=RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._w.__exit__(*exc)
+        yield
 
 
 def column_draws(rows: list[RowScores | None], resamples: int = RESAMPLES, seed: int = RESAMPLING_SEED) -> Draws:
@@ -146,10 +143,16 @@ def column_verdict(rows: list[RowScores | None], contenders: list[bool], lower_i
     """Intervals and the tied-best set of one column. ``rows[i]`` None: no scores in that cell.
     ``contenders[i]`` False: the row is never best nor bold (a constant map, pixel labels, fewer
     seeds than the other rows)."""
-    draws = column_draws(rows, resamples, seed)
-    stats = [None if r is None else draws.statistic(r) for r in rows]
-    points = [None if r is None else r.point() for r in rows]
+    stats, points = column_statistics(rows, resamples, seed)
     return tied_best(stats, points, contenders, lower_is_better, level)
+
+
+def column_statistics(rows: list[RowScores | None], resamples: int = RESAMPLES, seed: int = RESAMPLING_SEED
+                      ) -> tuple[list[np.ndarray | None], list[float | None]]:
+    """Each row's resampled statistic (the column's shared draws) and its point estimate."""
+    draws = column_draws(rows, resamples, seed)
+    return ([None if r is None else draws.statistic(r) for r in rows],
+            [None if r is None else r.point() for r in rows])
 
 
 def tied_best(stats: list[np.ndarray | None], points: list[float | None], contenders: list[bool],

@@ -200,7 +200,7 @@ def eval_cmd(run_dir, crf, device, checkpoint, maps_dir, dataset, data_root, cla
             raise WslbenchError(f"{', '.join(g.replace('--out-dir', '--out') for g in given)}: only with --maps; "
                                 f"eval RUN_DIR evaluates the run as recorded (--set eval.*, --data-root, --crf, "
                                 "--device and --checkpoint apply)")
-        from wslbench.config import parse_override, yaml_load
+        from wslbench.config import parse_override
         from wslbench.runs import check_run_files
         from wslbench.train.lock import RunLock
         from wslbench.train.trainer import evaluate_run
@@ -208,14 +208,12 @@ def eval_cmd(run_dir, crf, device, checkpoint, maps_dir, dataset, data_root, cla
 
         if not (Path(run_dir) / "config.yaml").is_file():
             raise WslbenchError(f"{run_dir} is not a run directory (no config.yaml)")
-        check_run_files(Path(run_dir))
+        config = check_run_files(Path(run_dir))
         changes = check_eval_overrides(dict(parse_override(text) for text in overrides))
         if data_root is not None:
             changes["data.root"] = data_root
-        config = Path(run_dir) / "config.yaml"
-        posthoc = config.is_file() and checkpoint == "best.pt" and \
-            bool(((yaml_load(config.read_text()) or {}).get("eval") or {}).get("from_run"))  # reads its source's
-        if config.is_file() and not (Path(run_dir) / checkpoint).is_file() and not posthoc:
+        posthoc = checkpoint == "best.pt" and bool((config.get("eval") or {}).get("from_run"))  # reads its source's
+        if not (Path(run_dir) / checkpoint).is_file() and not posthoc:
             found = sorted(p.name for p in Path(run_dir).glob("*.pt"))
             raise WslbenchError(f"--checkpoint: no file {checkpoint!r} in {run_dir} (checkpoints there: {', '.join(found) or 'none'})")
         with RunLock(run_dir):  # never while a run trains (or another eval writes) there

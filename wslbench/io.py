@@ -57,6 +57,10 @@ def atomic_save(path: str | Path, writer: Callable[[io.BytesIO], None]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+#: what every finished evaluation writes into eval.json; an eval.json without them is no result
+SCORE_KEYS = ("f1_pos", "f1_neg")
+
+
 def finished_result(run_dir: str | Path) -> dict | None:
     """The eval.json of a run folder whose status.json says ``finished``; None otherwise
     (never started, still running, interrupted, failed, or files unreadable)."""
@@ -67,7 +71,7 @@ def finished_result(run_dir: str | Path) -> dict | None:
             return None
         result = json.loads((run_dir / "eval.json").read_text())
         # an eval.json without the scores every evaluation writes (``{}``) is no result either
-        return result if isinstance(result, dict) and all(k in result for k in ("f1_pos", "f1_neg")) else None
+        return result if isinstance(result, dict) and all(k in result for k in SCORE_KEYS) else None
     except (OSError, ValueError):
         return None
 

@@ -22,7 +22,7 @@ import yaml
 
 from wslbench.config import run_name
 from wslbench.errors import DataError
-from wslbench.io import finished_result
+from wslbench.io import SCORE_KEYS, finished_result
 
 RUN_FILES = ("config.yaml", "status.json")
 LAYOUT = ("run folders holding config.yaml and status.json, at any depth; written by `wslbench run --out ROOT` "
@@ -171,8 +171,6 @@ def experiment_of(run_dir: Path, root: Path, config: dict) -> str:
     return "/".join(holder) if holder else (root.resolve().name or "runs")
 
 
-#: what every finished evaluation writes into eval.json; an eval.json without them is no result
-SCORE_KEYS = ("f1_pos", "f1_neg")
 #: a method, data set or tag as a run folder records it: one folder name, never a path
 RECORDED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
@@ -257,23 +255,29 @@ def result_problem(result: dict, config: dict) -> str | None:
     return None
 
 
-def check_run_files(run_dir: Path) -> None:
+def check_status(run_dir: Path) -> None:
+    """status.json, when the folder has one, is a mapping with a 'state' name; else whether the run
+    finished is unknown, a DataError naming the file."""
+    path = Path(run_dir) / "status.json"
+    if path.exists() and not isinstance(read_mapping(path).get("state"), str):
+        raise DataError(f"{path}: no 'state' (running, interrupted, failed or finished)")
+
+
+def check_run_files(run_dir: Path) -> dict | None:
     """Every bookkeeping file the run folder has (config.yaml, status.json, eval.json) is what it
-    should be, before a command reads or rewrites the folder; else a DataError naming it. run.lock
-    is the lock's own business (wslbench.train.lock): a writer that wants the folder takes it."""
+    should be, before a command reads or rewrites the folder; else a DataError naming it. Returns
+    the checked config.yaml (None when there is none). run.lock is the lock's own business
+    (wslbench.train.lock): a writer that wants the folder takes it."""
     run_dir = Path(run_dir)
-    if (run_dir / "config.yaml").exists():
-        read_run_config(run_dir)
-    for name in ("status.json", "eval.json"):
-        if (run_dir / name).exists():
-            data = read_mapping(run_dir / name)
-            if name == "status.json" and not isinstance(data.get("state"), str):
-                raise DataError(f"{run_dir / name}: no 'state' (running, interrupted, failed or finished)")
-    if (run_dir / "eval.json").exists() and (run_dir / "config.yaml").exists():
-        why = result_problem(read_mapping(run_dir / "eval.json"), read_run_config(run_dir))
+    config = read_run_config(run_dir) if (run_dir / "config.yaml").exists() else None
+    check_status(run_dir)
+    if (run_dir / "eval.json").exists():
+        result = read_mapping(run_dir / "eval.json")
+        why = result_problem(result, config) if config is not None else None
         if why:  # an evaluation would keep its entries, a resume or rescore would report them
             raise DataError(f"{run_dir / 'eval.json'}: {why}; move it away and evaluate again "
                             f"(`wslbench eval {run_dir}`)")
+    return config
 
 
 def inside(out_dir: str | Path, name: str) -> Path:

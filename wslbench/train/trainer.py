@@ -579,26 +579,19 @@ class Trainer:
     def _check_status(self) -> None:
         """A status.json that cannot be read leaves open whether the run finished: refuse rather
         than train over (or re-evaluate) a run that may be finished."""
-        path = self.run_dir / "status.json"
-        if not path.is_file():
-            return
+        from wslbench.runs import check_status
+
         try:
-            status = json.loads(path.read_text(encoding="utf-8"))
-            why = None if isinstance(status, dict) and isinstance(status.get("state"), str) else \
-                f"a JSON {type(status).__name__} without a 'state' name"
-        except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
-            why = f"not valid JSON: {exc}"
-        if why:
-            raise WslbenchError(f"{path} is not a run status ({why}), so whether the run finished is unknown; "
-                                f"restore it, or delete {self.run_dir} to start the run again")
+            check_status(self.run_dir)
+        except WslbenchError as exc:
+            raise WslbenchError(f"{exc}: whether the run finished is unknown; restore it, or delete "
+                                f"{self.run_dir} to start the run again") from None
 
     def _check_same_settings(self, finished: bool) -> None:
         """--resume continues the run config.yaml records: a setting given now that differs from
         it (other than RESUME_MAY_CHANGE) would be recorded without having been used, so it is
         refused, naming each key with both values."""
-        import yaml
-
-        from wslbench.config import yaml_load
+        from wslbench.runs import read_mapping
 
         path = self.run_dir / "config.yaml"
         if not path.is_file():
@@ -606,12 +599,9 @@ class Trainer:
                 raise WslbenchError(f"--resume: {self.run_dir} has no config.yaml, so the settings its checkpoint was "
                                     "trained with are unknown; it cannot be resumed")
             return  # nothing was run here: the missing checkpoint is reported as such
-        try:
-            recorded = yaml_load(path.read_text(encoding="utf-8"))
-            if not isinstance(recorded, dict):
-                raise ValueError(f"it holds a {type(recorded).__name__}, not a mapping")
-            changed = changed_settings(recorded, self.cfg)
-        except (OSError, ValueError, TypeError, yaml.YAMLError, WslbenchError) as exc:
+        try:  # read_mapping: one DataError naming the file for anything but a mapping
+            changed = changed_settings(read_mapping(path), self.cfg)
+        except (ValueError, TypeError, WslbenchError) as exc:
             raise WslbenchError(f"--resume: cannot read the recorded settings {path}: {exc}") from None
         if changed:
             what = "finished run" if finished else "run"

@@ -161,15 +161,21 @@ def load_method_weights(module: torch.nn.Module, ck: dict, path: str | Path, thi
     """Load ``ck``'s method weights into ``module`` (the run ``this``, e.g. "'cam-avg', backbone
     'resnet50'"), checked first: a checkpoint of another method or backbone, or without weights,
     is one message naming the file and the first difference, never a torch traceback."""
-    state = method_weights(ck, path)
+    problem = load_checked(module, method_weights(ck, path))
+    if problem is not None:
+        raise WslbenchError(f"{path} does not fit this run ({this}): {_origin(ck)}{problem}")
+
+
+def load_checked(module: torch.nn.Module, state: dict) -> str | None:
+    """Load ``state`` into ``module`` when it fits (None); else why not, and nothing is loaded."""
     problem = weights_mismatch(module.state_dict(), state)
-    if problem is None:
-        try:
-            module.load_state_dict(state)
-            return
-        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-            problem = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
-    raise WslbenchError(f"{path} does not fit this run ({this}): {_origin(ck)}{problem}")
+    if problem is not None:
+        return problem
+    try:
+        module.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    return None
 
 
 def _legacy_globals() -> list:

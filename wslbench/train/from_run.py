@@ -20,7 +20,7 @@ from wslbench.config import LOADER_KEYS, RunConfig, yaml_load
 from wslbench.errors import ConfigError, WslbenchError
 from wslbench.io import finished_result
 from wslbench.registry import method_entry
-from wslbench.train.checkpoint import BEST, load_checkpoint, method_weights, save_checkpoint, weights_mismatch
+from wslbench.train.checkpoint import BEST, load_checked, load_checkpoint, method_weights, save_checkpoint
 from wslbench.train.lock import RunLock
 
 #: model keys that make the classifier what it is (taken from the source run)
@@ -96,10 +96,7 @@ def _load_source_classifier(trainer, source: Path, src: dict) -> dict:
         if convert is None:
             trainer.method.load_classifier(state, source_cls)
         else:
-            state = convert(state, source_cls)
-            problem = weights_mismatch(trainer.method.state_dict(), state)
-            if problem is None:
-                trainer.method.load_state_dict(state, strict=True)
+            problem = load_checked(trainer.method, convert(state, source_cls))
     except KeyError as exc:
         problem = f"it has no key {exc} of a {src.get('method')!r} classifier"
     except (RuntimeError, TypeError, ValueError) as exc:  # state-dict shape/key mismatch
